@@ -1,0 +1,55 @@
+"""The three roles of the portal, as Django groups, and the permissions each one carries."""
+from django.contrib.auth.models import Group, Permission
+
+ENGINEER = "ML engineer"
+MANAGER = "Manager"
+ADMIN = "Admin"
+ROLES = (ENGINEER, MANAGER, ADMIN)
+
+# Apps whose objects every role may read.
+READABLE_APPS = ("models_registry", "deployments", "audit")
+
+# What engineers may change, as "app_label.codename".
+ENGINEER_CHANGES = (
+    "models_registry.add_trainingrun",
+    "models_registry.change_trainingrun",  # cancel a run
+    "models_registry.add_modelversion",
+    "models_registry.change_modelversion",
+    "models_registry.add_registeredmodel",
+    "models_registry.change_registeredmodel",
+)
+
+# Nobody edits the audit trail, not even admins.
+NEVER_GRANTED = ("audit.add_auditevent", "audit.change_auditevent", "audit.delete_auditevent")
+
+
+def _perms(codes):
+    for code in codes:
+        app_label, codename = code.split(".")
+        perm = Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
+        if perm is not None:
+            yield perm
+
+
+def ensure_role_groups(**kwargs) -> None:
+    view_perms = list(
+        Permission.objects.filter(content_type__app_label__in=READABLE_APPS, codename__startswith="view_")
+    )
+    manager, _ = Group.objects.get_or_create(name=MANAGER)
+    manager.permissions.set(view_perms)
+
+    engineer, _ = Group.objects.get_or_create(name=ENGINEER)
+    engineer.permissions.set([*view_perms, *_perms(ENGINEER_CHANGES)])
+
+    admin, _ = Group.objects.get_or_create(name=ADMIN)
+    never = {code.split(".")[1] for code in NEVER_GRANTED}
+    admin.permissions.set(Permission.objects.exclude(content_type__app_label="audit", codename__in=never))
+
+
+def user_roles(user) -> set[str]:
+    if not user.is_authenticated:
+        return set()
+    roles = {g.name for g in user.groups.all() if g.name in ROLES}
+    if user.is_superuser:
+        roles.add(ADMIN)
+    return roles

@@ -1,0 +1,24 @@
+"""Admins edit through Django admin too; its LogEntry rows are mirrored into our audit log."""
+from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+from .models import AuditEvent
+
+_ACTIONS = {ADDITION: AuditEvent.Action.CREATE, CHANGE: AuditEvent.Action.UPDATE, DELETION: AuditEvent.Action.DELETE}
+
+
+@receiver(post_save, sender=LogEntry, dispatch_uid="audit.mirror_admin_log")
+def mirror_admin_log_entry(sender, instance: LogEntry, created: bool, **kwargs) -> None:
+    if not created or instance.content_type_id is None:
+        return
+    AuditEvent.objects.create(
+        actor=instance.user,
+        actor_name=instance.user.get_username(),
+        action=_ACTIONS.get(instance.action_flag, AuditEvent.Action.UPDATE),
+        target_type_id=instance.content_type_id,
+        target_id=str(instance.object_id or ""),
+        target_repr=instance.object_repr[:300],
+        summary=instance.get_change_message()[:500],
+        via="admin",
+    )

@@ -1,0 +1,84 @@
+"""The interface every ML-platform backend implements: training jobs, model registration, artifact access.
+
+Backends return plain dataclasses and raise BackendError; they know nothing about our database rows. Long work is
+submitted and then polled (never waited on), which is how both a local subprocess and an Azure ML job behave.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from mlopsportal.examples import Example
+from mlopsportal.lib.files import FileEntry
+
+
+class BackendError(Exception):
+    """A failure talking to the ML platform. `permanent` errors are shown to the user; others are retried."""
+
+    def __init__(self, message: str, *, permanent: bool = True):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class ComputeTarget:
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class TrainingSubmission:
+    job_id: str
+    code_version: str
+    dataset_sha256: str
+
+
+@dataclass(frozen=True)
+class TrainingStatus:
+    state: str  # "running", "succeeded" or "failed"
+    log: str = ""
+    error: str = ""
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in {"succeeded", "failed"}
+
+
+@dataclass(frozen=True)
+class RegisteredArtifact:
+    uri: str
+    sha256: str
+    size: int
+    files: list[FileEntry]
+
+
+class MLBackend(abc.ABC):
+    name: str
+
+    # --- training ---------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def compute_targets(self) -> list[ComputeTarget]: ...
+
+    @abc.abstractmethod
+    def training_submit(self, *, job_name: str, example: Example, params: dict, compute_target: str,
+                        experiment_name: str, timeout_seconds: int) -> TrainingSubmission:
+        """Start a training job and return at once. `job_name` is unique and stable, so a retry finds its job."""
+
+    @abc.abstractmethod
+    def training_status(self, job_id: str) -> TrainingStatus: ...
+
+    @abc.abstractmethod
+    def training_cancel(self, job_id: str) -> None: ...
+
+    # --- registry and artifacts -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def model_register(self, *, job_id: str, model_name: str, version: int) -> RegisteredArtifact:
+        """Store a finished job's outputs as model `model_name` version `version`."""
+
+    @abc.abstractmethod
+    def artifact_files(self, uri: str) -> list[FileEntry]: ...
+
+    @abc.abstractmethod
+    def artifact_open(self, uri: str, path: str) -> BinaryIO: ...

@@ -1,0 +1,11 @@
+"""URL routes of the portal."""
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="models_registry:model_list", permanent=False)),
+    path("accounts/", include("accounts.urls")),
+    path("", include("models_registry.urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,7 @@
+"""WSGI entry point (gunicorn mlopsportal.wsgi)."""
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlopsportal.settings")
+application = get_wsgi_application()

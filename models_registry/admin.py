@@ -1,0 +1,29 @@
+from django.contrib import admin
+
+from .models import ModelVersion, RegisteredModel, TrainingRun
+
+
+@admin.register(RegisteredModel)
+class RegisteredModelAdmin(admin.ModelAdmin):
+    list_display = ("name", "key_metric", "latest_version", "updated_at")
+    search_fields = ("name", "description")
+    readonly_fields = ("latest_version", "created_at", "created_by", "updated_at")
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ("model", "version", "created_at", "created_by")
+    list_filter = ("model",)
+    readonly_fields = ("model", "version", "metrics", "params", "artifact_uri", "artifact_sha256", "artifact_size",
+                       "artifact_files", "training_run", "dataset_sha256", "code_version", "created_at", "created_by")
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ("id", "experiment_name", "example", "status", "launched_by", "created_at")
+    list_filter = ("status", "example")
+    search_fields = ("experiment_name",)
+    readonly_fields = [f.name for f in TrainingRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False  # runs are launched from the portal, which queues their work

@@ -1,0 +1,33 @@
+"""Celery tasks of the registry: thin wrappers that take ids and call services."""
+from celery import shared_task
+from django.conf import settings
+
+from mlopsportal.backends import BackendError
+
+from . import services
+from .models import TrainingRun
+
+
+@shared_task(bind=True, max_retries=5, acks_late=True, soft_time_limit=120, time_limit=150)
+def training_run_start(self, run_id: int) -> None:
+    if not TrainingRun.objects.filter(pk=run_id).exists():
+        # Published inside the launching transaction; it may not have committed yet.
+        raise self.retry(countdown=1)
+    try:
+        running = services.training_run_start(run_id=run_id)
+    except BackendError as exc:  # transient: the service gave the claim back
+        raise self.retry(exc=exc, countdown=min(60, 5 * 2 ** self.request.retries))
+    if running:
+        training_run_poll.apply_async(args=(run_id,), countdown=settings.MLOPS_TRAINING_POLL_SECONDS)
+
+
+@shared_task(acks_late=True, soft_time_limit=60, time_limit=90,
+             autoretry_for=(BackendError,), retry_backoff=5, retry_backoff_max=60, max_retries=10)
+def training_run_poll(run_id: int) -> None:
+    if services.training_run_poll(run_id=run_id):
+        training_run_poll.apply_async(args=(run_id,), countdown=settings.MLOPS_TRAINING_POLL_SECONDS)
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def training_runs_resume_stale() -> list[int]:
+    return services.training_runs_resume_stale()

@@ -1,0 +1,34 @@
+"""Template helpers for metrics and statuses."""
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def metric(metrics, name):
+    """A metric from a version's metrics dict, formatted to 4 decimals; '—' when absent."""
+    if not isinstance(metrics, dict) or name not in metrics:
+        return "—"
+    value = metrics[name]
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return value
+
+
+@register.filter
+def short_sha(value, length=12):
+    return (value or "")[: int(length)]
+
+
+@register.filter
+def duration(delta):
+    if delta is None:
+        return "—"
+    seconds = int(delta.total_seconds())
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"

@@ -1,0 +1,190 @@
+"""Pages of the model registry: models, versions, training runs, launching and registering."""
+import mimetypes
+
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from audit.services import audit_events_for
+from mlopsportal.backends import BackendError, get_backend
+from mlopsportal.lib.charts import line_chart
+from mlopsportal.lib.queue import QueueUnavailable
+
+from . import selectors, services
+from .forms import ModelEditForm, RegisterVersionForm, TrainingLaunchForm
+from .models import ModelVersion, RegisteredModel, TrainingRun
+
+MODELS_PER_PAGE = 25
+VERSIONS_PER_PAGE = 25
+RUNS_PER_PAGE = 30
+
+
+def _page(request, queryset, per_page):
+    return Paginator(queryset, per_page).get_page(request.GET.get("page"))
+
+
+# --- models -------------------------------------------------------------------------------------------------------
+@require_GET
+@permission_required("models_registry.view_registeredmodel", raise_exception=True)
+def model_list(request):
+    search = request.GET.get("q", "").strip()[:100]
+    page = _page(request, selectors.registered_model_list(search=search), MODELS_PER_PAGE)
+    context = {"page": page, "search": search}
+    if request.htmx and request.htmx.target == "model-table":
+        return render(request, "models_registry/model_list.html#model-table", context)
+    return render(request, "models_registry/model_list.html", context)
+
+
+@require_GET
+@permission_required("models_registry.view_registeredmodel", raise_exception=True)
+def model_detail(request, name):
+    model = get_object_or_404(RegisteredModel, name=name)
+    page = _page(request, selectors.model_version_list(model=model), VERSIONS_PER_PAGE)
+    series = selectors.model_metric_series(model=model, metric=model.key_metric)
+    chart = line_chart(series, title=f"{model.key_metric} across versions of {model.name}", x_label="version",
+                       y_label=model.key_metric)
+    context = {"model": model, "page": page, "chart": chart, "series": series,
+               "events": selectors.model_history(model=model)}
+    if request.htmx and request.htmx.target == "version-table":
+        return render(request, "models_registry/model_detail.html#version-table", context)
+    return render(request, "models_registry/model_detail.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required("models_registry.change_registeredmodel", raise_exception=True)
+def model_edit(request, name):
+    model = get_object_or_404(RegisteredModel, name=name)
+    form = ModelEditForm(request.POST or None, instance=RegisteredModel.objects.get(pk=model.pk))
+    if request.method == "POST" and form.is_valid():
+        services.registered_model_update(model=model, actor=request.user, **{
+            f: form.cleaned_data[f] for f in form.Meta.fields})
+        messages.success(request, f"Saved {model.name}.")
+        return redirect(model)
+    return render(request, "models_registry/model_edit.html", {"model": model, "form": form})
+
+
+@require_GET
+@permission_required("models_registry.view_modelversion", raise_exception=True)
+def version_detail(request, name, version):
+    version = get_object_or_404(ModelVersion.objects.select_related("model", "training_run", "created_by"),
+                                model__name=name, version=version)
+    return render(request, "models_registry/version_detail.html", {
+        "version": version, "model": version.model, "events": audit_events_for(version),
+    })
+
+
+@require_GET
+@permission_required("models_registry.view_modelversion", raise_exception=True)
+def version_download(request, name, version, path):
+    version = get_object_or_404(ModelVersion.objects.select_related("model"), model__name=name, version=version)
+    entry = next((f for f in version.artifact_files if f["path"] == path), None)
+    if entry is None:
+        raise Http404("No such file in this version.")
+    try:
+        handle = get_backend().artifact_open(version.artifact_uri, path)
+    except BackendError as exc:
+        raise Http404(str(exc)) from exc
+    response = FileResponse(handle, as_attachment=True, filename=f"{name}-v{version.version}-{path.replace('/', '_')}",
+                            content_type=mimetypes.guess_type(path)[0] or "application/octet-stream")
+    response["X-Checksum-SHA256"] = entry["sha256"]
+    return response
+
+
+# --- training runs ------------------------------------------------------------------------------------------------
+@require_GET
+@permission_required("models_registry.view_trainingrun", raise_exception=True)
+def run_list(request):
+    status = request.GET.get("status", "")
+    if status not in TrainingRun.Status.values:
+        status = ""
+    page = _page(request, selectors.training_run_list(status=status), RUNS_PER_PAGE)
+    any_active = any(run.is_active for run in page)
+    context = {"page": page, "status": status, "statuses": TrainingRun.Status.choices, "any_active": any_active}
+    if request.htmx and request.htmx.target == "run-table":
+        response = render(request, "models_registry/run_list.html#run-table", context)
+        if not any_active and request.htmx.trigger_name != "status":
+            response.status_code = HttpResponseStopPolling.status_code
+        return response
+    return render(request, "models_registry/run_list.html", context)
+
+
+@require_GET
+@permission_required("models_registry.view_trainingrun", raise_exception=True)
+def run_detail(request, pk):
+    run = get_object_or_404(TrainingRun.objects.select_related("launched_by", "register_as"), pk=pk)
+    context = {"run": run, "versions": run.versions.select_related("model"), "events": audit_events_for(run),
+               "register_form": RegisterVersionForm(initial={"model": run.register_as_id})}
+    if request.htmx and request.htmx.target == "run-live":
+        response = render(request, "models_registry/run_detail.html#run-live", context)
+        if not run.is_active:
+            # Tell htmx to stop polling, and refresh the page once so the finished state's actions appear.
+            response.status_code = HttpResponseStopPolling.status_code
+            response["HX-Refresh"] = "true"
+        return response
+    return render(request, "models_registry/run_detail.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required("models_registry.add_trainingrun", raise_exception=True)
+def run_launch(request):
+    form = TrainingLaunchForm(request.POST or None, example_name=request.GET.get("example"))
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            run = services.training_run_launch(
+                example_name=data["example"], params=form.params(), compute_target=data["compute_target"],
+                experiment_name=data["experiment_name"], timeout_seconds=data["timeout_minutes"] * 60,
+                register_as=data["register_as"], actor=request.user)
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(None if field == "__all__" or field not in form.fields else field, errors)
+        except QueueUnavailable as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Launched {run}.")
+            return redirect(run)
+    if request.htmx and request.htmx.trigger_name == "example":
+        return render(request, "models_registry/run_launch.html#launch-form", {"form": form})
+    status = 400 if request.method == "POST" else 200
+    return render(request, "models_registry/run_launch.html", {"form": form}, status=status)
+
+
+@require_POST
+@permission_required("models_registry.change_trainingrun", raise_exception=True)
+def run_cancel(request, pk):
+    run = get_object_or_404(TrainingRun, pk=pk)
+    if services.training_run_cancel(run=run, actor=request.user):
+        messages.success(request, f"Canceled {run}.")
+    else:
+        messages.error(request, f"{run} has already finished.")
+    return redirect(run)
+
+
+@require_POST
+@permission_required("models_registry.add_modelversion", raise_exception=True)
+def run_register(request, pk):
+    run = get_object_or_404(TrainingRun, pk=pk)
+    form = RegisterVersionForm(request.POST)
+    if form.is_valid():
+        try:
+            with transaction.atomic():  # a new model is kept only if its first version registers
+                model = form.cleaned_data["model"]
+                if model is None:
+                    model, _ = services.registered_model_ensure(name=form.cleaned_data["new_model_name"],
+                                                                actor=request.user)
+                version = services.model_version_register_from_run(
+                    run=run, model=model, actor=request.user, description=form.cleaned_data["description"])
+        except (ValidationError, BackendError) as exc:
+            messages.error(request, " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc))
+        else:
+            messages.success(request, f"Registered {version}.")
+            return redirect(version)
+    else:
+        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+    return redirect(run)

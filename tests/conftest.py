@@ -1,0 +1,156 @@
+"""Shared fixtures: one user per role plus an outsider, logged-in clients, and real Celery workers."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import connection
+
+from accounts import roles
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct-horse-battery"
+
+
+def _user(django_user_model, username, role=None, **extra):
+    user = django_user_model.objects.create_user(username=username, password=PASSWORD, **extra)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def engineer(db, django_user_model):
+    return _user(django_user_model, "eve-engineer", roles.ENGINEER)
+
+
+@pytest.fixture
+def manager(db, django_user_model):
+    return _user(django_user_model, "max-manager", roles.MANAGER)
+
+
+@pytest.fixture
+def admin_user(db, django_user_model):
+    return _user(django_user_model, "ada-admin", roles.ADMIN, is_staff=True)
+
+
+@pytest.fixture
+def outsider(db, django_user_model):
+    return _user(django_user_model, "otto-outsider")
+
+
+def _client_for(client, user):
+    """A client of its own per user, so one test can act as several people."""
+    from django.test import Client
+
+    own = Client()
+    own.force_login(user)
+    return own
+
+
+@pytest.fixture
+def engineer_client(client, engineer):
+    return _client_for(client, engineer)
+
+
+@pytest.fixture
+def manager_client(client, manager):
+    return _client_for(client, manager)
+
+
+@pytest.fixture
+def admin_client_(client, admin_user):
+    return _client_for(client, admin_user)
+
+
+@pytest.fixture
+def outsider_client(client, outsider):
+    return _client_for(client, outsider)
+
+
+# --- real Celery workers ------------------------------------------------------------------------------------------
+def _database_url() -> str:
+    """The URL of the test database this process uses, for a worker process to use too."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    auth = f"{user}:{db['PASSWORD']}@" if db.get("PASSWORD") else (f"{user}@" if user else "")
+    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+class Worker:
+    """A `celery worker` process on the test queue, against the test database."""
+
+    def __init__(self, log_path: Path, extra_env: dict | None = None):
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url(),
+               "DATABASE_CONN_MAX_AGE": "0", **(extra_env or {})}
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "mlopsportal", "worker", "--loglevel", "INFO",
+             "--concurrency", "2", "--without-mingle", "--without-gossip", "--without-heartbeat",
+             "--queues", settings.CELERY_TASK_DEFAULT_QUEUE, "--hostname", f"test-{time.monotonic_ns()}@%h"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while b" ready." not in log_path.read_bytes():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"celery worker did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes at once, as a crash or OOM kill would."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(10)
+        self._log.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self._log.close()
+
+
+@pytest.fixture
+def start_worker(transactional_db, tmp_path):
+    """Start real workers; they are stopped at the end of the test."""
+    workers = []
+
+    def start(**extra_env) -> Worker:
+        worker = Worker(tmp_path / f"worker-{len(workers)}.log", extra_env)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.fixture
+def worker(start_worker):
+    return start_worker()
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.25, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)

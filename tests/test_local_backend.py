@@ -1,0 +1,48 @@
+"""The local backend's artifact store: checksums, atomic copies, and no way out of the artifact root."""
+import pytest
+
+from mlopsportal.backends import BackendError
+from mlopsportal.backends.local import LocalBackend
+from mlopsportal.lib import files
+
+
+def test_register_copies_outputs_with_checksums(tmp_path):
+    backend = LocalBackend(root=tmp_path)
+    outputs = tmp_path / "jobs" / "run-1-x" / "outputs"
+    outputs.mkdir(parents=True)
+    (outputs / "model.bin").write_bytes(b"abc")
+    (outputs / "metrics.json").write_text("{}")
+    artifact = backend.model_register(job_id="run-1-x", model_name="m", version=1)
+    assert artifact.uri == "local:registry/m/1"
+    assert {f.path for f in artifact.files} == {"model.bin", "metrics.json"}
+    sha = {f.path: f.sha256 for f in artifact.files}["model.bin"]
+    assert sha == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert artifact.sha256 == files.manifest_sha256(backend.artifact_files(artifact.uri))
+    assert backend.artifact_open(artifact.uri, "model.bin").read() == b"abc"
+
+
+def test_reregister_after_crash_replaces_partial_copy(tmp_path):
+    backend = LocalBackend(root=tmp_path)
+    outputs = tmp_path / "jobs" / "run-1-x" / "outputs"
+    outputs.mkdir(parents=True)
+    (outputs / "model.bin").write_bytes(b"new")
+    stale = tmp_path / "registry" / "m" / "1"
+    stale.mkdir(parents=True)
+    (stale / "leftover").write_text("from a crashed attempt")
+    artifact = backend.model_register(job_id="run-1-x", model_name="m", version=1)
+    assert [f.path for f in artifact.files] == ["model.bin"]
+
+
+@pytest.mark.parametrize("path", ["../../secret", "/etc/passwd", "a/../../../x"])
+def test_artifact_open_refuses_paths_outside(tmp_path, path):
+    backend = LocalBackend(root=tmp_path)
+    (tmp_path / "registry" / "m" / "1").mkdir(parents=True)
+    with pytest.raises(BackendError):
+        backend.artifact_open("local:registry/m/1", path)
+
+
+def test_invalid_job_ids_are_refused(tmp_path):
+    backend = LocalBackend(root=tmp_path)
+    for job_id in ("", "../x", ".hidden"):
+        with pytest.raises(BackendError):
+            backend.training_status(job_id)
