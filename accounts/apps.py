@@ -7,6 +7,7 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and roles"
 
     def ready(self) -> None:
+        from . import signals  # noqa: F401  (retires cached permissions when roles change)
         from .roles import ensure_role_groups
 
         # Runs after every migrate (test databases included), so the groups always carry the current permissions.

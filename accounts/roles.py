@@ -49,7 +49,9 @@ def ensure_role_groups(**kwargs) -> None:
 def user_roles(user) -> set[str]:
     if not user.is_authenticated:
         return set()
-    roles = {g.name for g in user.groups.all() if g.name in ROLES}
+    from .backends import cached_user_facts
+
+    roles = {name for name in cached_user_facts(user)["groups"] if name in ROLES}
     if user.is_superuser:
         roles.add(ADMIN)
     return roles

@@ -132,6 +132,16 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
+# The cache holds sessions (written through to the database) and each user's permissions. It must be shared by all
+# web processes: Redis when REDIS_CACHE_URL is set, otherwise files under the data folder (one machine).
+REDIS_CACHE_URL = os.environ.get("REDIS_CACHE_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_CACHE_URL}
+    if REDIS_CACHE_URL else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                             "LOCATION": str(DATA_DIR / "cache")}
+}
+AUTHENTICATION_BACKENDS = ["accounts.backends.CachedPermissionBackend"]
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE

@@ -154,3 +154,12 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.25, message: st
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {message}")
         time.sleep(interval)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Sessions and cached permissions live in the cache; no test sees another's."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield

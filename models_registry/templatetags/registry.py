@@ -32,3 +32,11 @@ def duration(delta):
         return f"{minutes} min {seconds} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+@register.filter
+def other_metrics(metrics, exclude):
+    """'name value · name value' for every metric but `exclude`, in one call (tables list many versions)."""
+    if not isinstance(metrics, dict):
+        return ""
+    return " · ".join(f"{name} {metric(metrics, name)}" for name in sorted(metrics) if name != exclude)
