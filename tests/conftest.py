@@ -163,3 +163,4 @@ def _fresh_cache():
 
     cache.clear()
     yield
+

@@ -39,6 +39,10 @@ def browser_page():
         page.set_default_timeout(20_000)
         yield page
         browser.close()
+        # ORM calls made while Playwright's loop ran used connections of their own; close them here.
+        from django.db import connections
+
+        connections.close_all()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
