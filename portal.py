@@ -122,20 +122,21 @@ def cmd_test(args: argparse.Namespace, pytest_args: list[str]) -> int:
     ensure_venv("requirements-dev.txt")
     env = dict(os.environ)
     require = env.get("MLOPS_REQUIRE_SERVICES", "") in {"1", "true", "yes"}
-    if "DATABASE_URL" not in env:
-        if port_open("127.0.0.1", 5432):
-            env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/mlops"
+    # (variable, port, URL when the service answers, what happens without it)
+    services = [
+        ("DATABASE_URL", 5432, "postgres://postgres@127.0.0.1:5432/mlops", "PostgreSQL", "testing on SQLite instead"),
+        ("CELERY_BROKER_URL", 6379, "redis://127.0.0.1:6379/15", "Redis", "the test worker uses the filesystem queue"),
+        ("REDIS_CACHE_URL", 6379, "redis://127.0.0.1:6379/14", "Redis", "the cache lives in files"),
+    ]
+    for variable, port, url, name, fallback in services:
+        if variable in env:
+            continue
+        if port_open("127.0.0.1", port):
+            env[variable] = url
         elif require:
-            sys.exit("PostgreSQL is not answering on 127.0.0.1:5432 (MLOPS_REQUIRE_SERVICES is set).")
+            sys.exit(f"{name} is not answering on 127.0.0.1:{port} (MLOPS_REQUIRE_SERVICES is set).")
         else:
-            say("NOTICE: no PostgreSQL on 127.0.0.1:5432; testing on SQLite instead")
-    if "CELERY_BROKER_URL" not in env:
-        if port_open("127.0.0.1", 6379):
-            env["CELERY_BROKER_URL"] = "redis://127.0.0.1:6379/15"
-        elif require:
-            sys.exit("Redis is not answering on 127.0.0.1:6379 (MLOPS_REQUIRE_SERVICES is set).")
-        else:
-            say("NOTICE: no Redis on 127.0.0.1:6379; the test worker uses the filesystem transport instead")
+            say(f"NOTICE: no {name} on 127.0.0.1:{port}; {fallback}")
     say(f"database: {env.get('DATABASE_URL', 'sqlite (embedded)')}; broker: {env.get('CELERY_BROKER_URL', 'filesystem')}")
     return subprocess.run(in_venv(["-m", "pytest", *pytest_args]), cwd=ROOT, env=env).returncode
 

@@ -142,6 +142,7 @@ CACHES = {
 }
 AUTHENTICATION_BACKENDS = ["accounts.backends.CachedPermissionBackend"]
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+CSRF_FAILURE_VIEW = "accounts.views.csrf_failure"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from . import services
 from .models import ModelVersion, RegisteredModel, TrainingRun
 
 
@@ -16,6 +17,17 @@ class ModelVersionAdmin(admin.ModelAdmin):
     list_filter = ("model",)
     readonly_fields = ("model", "version", "metrics", "params", "artifact_uri", "artifact_sha256", "artifact_size",
                        "artifact_files", "training_run", "dataset_sha256", "code_version", "created_at", "created_by")
+
+    def delete_model(self, request, obj):
+        model = obj.model
+        super().delete_model(request, obj)
+        services.registered_model_refresh_latest(model=model)
+
+    def delete_queryset(self, request, queryset):
+        models = list(RegisteredModel.objects.filter(versions__in=queryset).distinct())
+        super().delete_queryset(request, queryset)
+        for model in models:
+            services.registered_model_refresh_latest(model=model)
 
 
 @admin.register(TrainingRun)

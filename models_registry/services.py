@@ -52,6 +52,12 @@ def registered_model_update(*, model: RegisteredModel, actor, **fields) -> Regis
     return model
 
 
+def registered_model_refresh_latest(*, model: RegisteredModel) -> None:
+    """Point the model at its highest remaining version (after versions are deleted)."""
+    model.latest_version = model.versions.order_by("-version").first()
+    model.save(update_fields=["latest_version", "updated_at"])
+
+
 # --- training parameters ------------------------------------------------------------------------------------------
 def example_params_clean(*, example: examples.Example, raw: dict[str, object]) -> dict[str, object]:
     """Validate parameters against the example's manifest. Raises ValidationError naming each bad parameter."""

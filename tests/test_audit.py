@@ -47,3 +47,13 @@ def test_non_staff_cannot_use_admin(engineer_client, manager_client):
     for client in (engineer_client, manager_client):
         response = client.get(reverse("admin:index"))
         assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_admin_deleting_latest_version_moves_latest_back(admin_client_, engineer):
+    model = make_model(engineer, versions=2)
+    latest = model.latest_version
+    response = admin_client_.post(reverse("admin:models_registry_modelversion_delete", args=[latest.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    model.refresh_from_db()
+    assert model.latest_version.version == 1
+    assert AuditEvent.objects.filter(via="admin", action="delete", target_id=str(latest.pk)).exists()

@@ -11,13 +11,12 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
+from features import DROPPED, EMBARKED_CODES, FEATURES, SEX_CODES
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline
-
-from features import DROPPED, EMBARKED_CODES, FEATURES, SEX_CODES
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -24,8 +24,7 @@ from django.conf import settings
 from mlopsportal.examples import Example
 from mlopsportal.lib import files
 
-from .base import (BackendError, ComputeTarget, MLBackend, RegisteredArtifact, TrainingStatus,
-                   TrainingSubmission)
+from .base import BackendError, ComputeTarget, MLBackend, RegisteredArtifact, TrainingStatus, TrainingSubmission
 
 URI_PREFIX = "local:"
 # How long a submitted job may go without a status file before we call it lost.

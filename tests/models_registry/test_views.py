@@ -248,3 +248,62 @@ def test_manager_sees_no_action_buttons(manager_client, engineer):
     for url in pages:
         body = manager_client.get(url).content.decode()
         assert "Launch training" not in body and "Register version" not in body and ">Edit<" not in body
+
+
+def test_forbidden_page_explains_roles(outsider_client):
+    body = outsider_client.get(reverse("models_registry:model_list")).content.decode()
+    assert "has no role yet" in body
+
+
+def test_csrf_failure_page_says_nothing_changed(engineer):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(engineer)
+    response = client.post(reverse("models_registry:run_launch"), launch_data())
+    assert response.status_code == 403 and "Nothing was changed" in response.content.decode()
+
+
+# --- artifacts ----------------------------------------------------------------------------------------------------
+@pytest.fixture
+def job_outputs(settings):
+    """A finished local job's outputs, as the supervisor leaves them."""
+    outputs = settings.MLOPS_ARTIFACT_ROOT / "jobs" / "run-77-exp-one" / "outputs"
+    outputs.mkdir(parents=True, exist_ok=True)
+    (outputs / "model.bin").write_bytes(b"weights")
+    (outputs / "metrics.json").write_text('{"score": 0.5}')
+    return outputs
+
+
+def test_manual_register_then_download_with_checksum(engineer_client, engineer, job_outputs):
+    run = make_run(engineer, backend_job_id="run-77-exp-one")
+    response = engineer_client.post(reverse("models_registry:run_register", args=[run.pk]),
+                                    {"new_model_name": "fresh", "description": "by hand"})
+    version = ModelVersion.objects.get(model__name="fresh")
+    assert response.status_code == 302 and response["Location"] == version.get_absolute_url()
+    assert version.version == 1 and version.description == "by hand" and version.training_run == run
+    assert AuditEvent.objects.filter(action="register", target_id=str(version.pk), actor=engineer).exists()
+
+    url = reverse("models_registry:version_download", args=["fresh", 1, "model.bin"])
+    download = engineer_client.get(url)
+    assert b"".join(download.streaming_content) == b"weights"
+    assert download["X-Checksum-SHA256"] == next(f["sha256"] for f in version.artifact_files if f["path"] == "model.bin")
+    assert "attachment" in download["Content-Disposition"]
+
+    again = engineer_client.post(reverse("models_registry:run_register", args=[run.pk]), {"model": version.model.pk},
+                                 follow=True)
+    assert "already registered" in again.content.decode()
+    assert ModelVersion.objects.count() == 1
+
+
+def test_download_of_unknown_file_is_404(engineer_client, engineer):
+    make_model(engineer, versions=1)
+    for path in ["nope.bin", "../../etc/passwd"]:
+        url = reverse("models_registry:version_download", args=["churn", 1, path])
+        assert engineer_client.get(url).status_code == 404
+
+
+def test_download_needs_login(client, engineer):
+    make_model(engineer, versions=1)
+    url = reverse("models_registry:version_download", args=["churn", 1, "model.bin"])
+    assert client.get(url).status_code == 302

@@ -6,8 +6,8 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
 from accounts import roles
-from models_registry import services
 from mlopsportal import examples
+from models_registry import services
 
 DEMO_USERS = (
     ("engineer", roles.ENGINEER, False),
@@ -45,6 +45,6 @@ class Command(BaseCommand):
             actor=admin,
         )
         self.stdout.write(("Registered" if created else "Found") + f" model '{model.name}' (key metric {model.key_metric}).")
-        self.stdout.write("Demo users (demo only; passwords change each time this runs):")
+        self.stdout.write("Demo users (for trying the portal only; change or remove them before real use):")
         for line in lines:
             self.stdout.write(line)
