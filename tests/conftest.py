@@ -84,25 +84,30 @@ def _database_url() -> str:
     return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
-class Worker:
-    """A `celery worker` process on the test queue, against the test database."""
+class CeleryProcess:
+    """A real `celery worker` (or `celery beat`) process on the test queue, against the test database."""
 
-    def __init__(self, log_path: Path, extra_env: dict | None = None):
+    def __init__(self, log_path: Path, kind: str = "worker", extra_env: dict | None = None):
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url(),
                "DATABASE_CONN_MAX_AGE": "0", **(extra_env or {})}
+        if kind == "worker":
+            args = ["worker", "--concurrency", "2", "--without-mingle", "--without-gossip", "--without-heartbeat",
+                    "--queues", settings.CELERY_TASK_DEFAULT_QUEUE, "--hostname", f"test-{time.monotonic_ns()}@%h"]
+            ready = b" ready."
+        else:
+            args = ["beat", "--pidfile", "", "--schedule", str(log_path.with_suffix(".schedule"))]
+            ready = b"beat: Starting"
         self.log_path = log_path
         self._log = open(log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "mlopsportal", "worker", "--loglevel", "INFO",
-             "--concurrency", "2", "--without-mingle", "--without-gossip", "--without-heartbeat",
-             "--queues", settings.CELERY_TASK_DEFAULT_QUEUE, "--hostname", f"test-{time.monotonic_ns()}@%h"],
+            [sys.executable, "-m", "celery", "-A", "mlopsportal", *args, "--loglevel", "INFO"],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + 60
-        while b" ready." not in log_path.read_bytes():
+        while ready not in log_path.read_bytes():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"celery worker did not start:\n{log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"celery {kind} did not start:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.1)
 
     def kill(self) -> None:
@@ -126,18 +131,23 @@ class Worker:
 
 
 @pytest.fixture
-def start_worker(transactional_db, tmp_path):
-    """Start real workers; they are stopped at the end of the test."""
-    workers = []
+def start_celery(transactional_db, tmp_path):
+    """Start real Celery processes (`start_celery("beat", VAR="x")`); all are stopped at the end of the test."""
+    started = []
 
-    def start(**extra_env) -> Worker:
-        worker = Worker(tmp_path / f"worker-{len(workers)}.log", extra_env)
-        workers.append(worker)
-        return worker
+    def start(kind: str = "worker", **extra_env) -> CeleryProcess:
+        process = CeleryProcess(tmp_path / f"{kind}-{len(started)}.log", kind, extra_env)
+        started.append(process)
+        return process
 
     yield start
-    for worker in workers:
-        worker.stop()
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def start_worker(start_celery):
+    return lambda **extra_env: start_celery("worker", **extra_env)
 
 
 @pytest.fixture
