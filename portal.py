@@ -88,9 +88,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                  "--pidfile", ""],
         "web": [str(bin_dir / "gunicorn"), "mlopsportal.wsgi", "--bind", f"{args.host}:{args.port}",
                 "--workers", "2", "--threads", "4", "--access-logfile", "-"],
+        "router": [str(VENV_PY), "manage.py", "run_router"],
     }
     children = {name: subprocess.Popen(cmd, cwd=ROOT) for name, cmd in processes.items()}
-    say(f"portal running at http://{args.host}:{args.port}/ with a worker and beat; Ctrl-C stops all three")
+    say(f"portal running at http://{args.host}:{args.port}/ with a worker, beat and the endpoint router; "
+        "Ctrl-C stops them (deployments keep serving)")
     stopping = False
 
     def stop(*_):

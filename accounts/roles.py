@@ -17,6 +17,10 @@ ENGINEER_CHANGES = (
     "models_registry.change_modelversion",
     "models_registry.add_registeredmodel",
     "models_registry.change_registeredmodel",
+    "deployments.add_deployment",
+    "deployments.change_deployment",  # traffic on staging endpoints
+    "deployments.delete_deployment",
+    "deployments.reveal_endpoint_key",  # see the key, and use it through "try it"
 )
 
 # Nobody edits the audit trail, not even admins.

@@ -182,6 +182,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "models_registry.tasks.training_runs_resume_stale",
         "schedule": timedelta(seconds=int(os.environ.get("MLOPS_RESUME_STALE_EVERY", "30"))),
     },
+    "reconcile-deployments": {
+        "task": "deployments.tasks.deployments_reconcile",
+        "schedule": timedelta(seconds=int(os.environ.get("MLOPS_RECONCILE_EVERY", "30"))),
+    },
 }
 
 # --- ML platform ------------------------------------------------------------------------------------------------
@@ -197,6 +201,10 @@ MLOPS_TRAINING_POLL_SECONDS = float(os.environ.get("MLOPS_TRAINING_POLL_SECONDS"
 # A running run nobody has polled for this long lost its worker; beat hands it to another.
 MLOPS_TRAINING_STALE_SECONDS = int(os.environ.get("MLOPS_TRAINING_STALE_SECONDS", "60"))
 MLOPS_RUN_LOG_MAX_CHARS = 200_000
+# Serving: every endpoint's stable scoring URL is on the router (`manage.py run_router`).
+MLOPS_ROUTER_URL = os.environ.get("MLOPS_ROUTER_URL", "http://127.0.0.1:8100")
+MLOPS_DEPLOY_POLL_SECONDS = float(os.environ.get("MLOPS_DEPLOY_POLL_SECONDS", "2"))
+MLOPS_DEPLOY_TIMEOUT_SECONDS = int(os.environ.get("MLOPS_DEPLOY_TIMEOUT_SECONDS", "300"))
 
 LOGGING = {
     "version": 1,

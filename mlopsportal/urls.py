@@ -7,5 +7,6 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="models_registry:model_list", permanent=False)),
     path("accounts/", include("accounts.urls")),
     path("", include("models_registry.urls")),
+    path("", include("deployments.urls")),
     path("admin/", admin.site.urls),
 ]

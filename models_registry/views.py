@@ -74,8 +74,12 @@ def model_edit(request, name):
 def version_detail(request, name, version):
     version = get_object_or_404(ModelVersion.objects.select_related("model", "training_run", "created_by"),
                                 model__name=name, version=version)
+    from deployments.forms import DeployToStagingForm
+
+    deployments = version.deployments.select_related("endpoint").order_by("-created_at")
     return render(request, "models_registry/version_detail.html", {
         "version": version, "model": version.model, "events": audit_events_for(version),
+        "deployments": deployments, "deploy_form": DeployToStagingForm(),
     })
 
 

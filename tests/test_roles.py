@@ -60,3 +60,10 @@ def test_demo_setup_creates_one_user_per_role(capsys):
     assert users["admin"].is_staff and users["admin"].groups.get().name == roles.ADMIN
     assert users["manager"].check_password("demo-pass-xyz") and "demo-pass-xyz" in out
     assert "Registered model 'titanic'" in out
+    from deployments.models import Endpoint
+
+    prod = Endpoint.objects.get(name="titanic-prod")
+    assert prod.stage == "production" and prod.profile.min_instances == 3 and prod.profile.max_instances == 6
+    assert Endpoint.objects.get(name="titanic-staging").stage == "staging"
+    call_command("demo_setup", password="demo-pass-xyz")  # a second run changes nothing
+    assert Endpoint.objects.count() == 2

@@ -77,4 +77,6 @@ def test_missing_optional_fields_and_text_codes(score):
 ])
 def test_bad_payloads_get_a_clear_error(score, payload, message):
     result = score.run(payload)
-    assert message in result["error"]
+    # Inside Azure ML's inference server package, run() answers HTTP 400 with a JSON body.
+    assert result.status_code == 400 and result.mimetype == "application/json"
+    assert message in json.loads(result.get_data())["error"]

@@ -13,10 +13,13 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-try:  # present inside Azure ML's inference server, locally and in the cloud
+try:  # Azure ML's inference server: the azureml-defaults alias, then the server package itself
     from azureml.contrib.services.aml_response import AMLResponse
-except ImportError:  # imported outside the server (unit tests, notebooks)
-    AMLResponse = None
+except ImportError:
+    try:
+        from azureml_inference_server_http.api.aml_response import AMLResponse
+    except ImportError:  # imported outside the server (unit tests, notebooks)
+        AMLResponse = None
 
 from features import EMBARKED_CODES, FEATURES, SEX_CODES
 
@@ -91,9 +94,8 @@ def parse_payload(raw_data):
 
 
 def _error(message):
-    body = json.dumps({"error": message})
     if AMLResponse is not None:
-        return AMLResponse(body, 400, {"Content-Type": "application/json"}, json_str=False)
+        return AMLResponse({"error": message}, 400, json_str=True)
     return {"error": message}
 
 

@@ -54,6 +54,29 @@ class RegisteredArtifact:
     files: list[FileEntry]
 
 
+@dataclass(frozen=True)
+class ServingSpec:
+    """What a backend needs to serve one model version as one deployment of an endpoint."""
+    endpoint_name: str
+    deployment_name: str
+    artifact_uri: str
+    code_job_id: str  # the training job whose code snapshot holds the scoring script
+    scoring_script: str
+    settings: dict  # DeploymentProfile.serving_settings()
+
+
+@dataclass(frozen=True)
+class DeployedRef:
+    ref: dict  # what the backend needs to find the deployment again
+    scoring_url: str
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    state: str  # "starting", "healthy" or "failed"
+    error: str = ""
+
+
 class MLBackend(abc.ABC):
     name: str
 
@@ -82,3 +105,30 @@ class MLBackend(abc.ABC):
 
     @abc.abstractmethod
     def artifact_open(self, uri: str, path: str) -> BinaryIO: ...
+
+    # --- serving ----------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def deployment_create(self, spec: ServingSpec) -> DeployedRef:
+        """Start creating a deployment and return at once; poll deployment_state until healthy or failed."""
+
+    @abc.abstractmethod
+    def deployment_state(self, ref: dict) -> DeploymentState: ...
+
+    @abc.abstractmethod
+    def deployment_logs(self, ref: dict, lines: int = 200) -> str: ...
+
+    @abc.abstractmethod
+    def deployment_delete(self, ref: dict) -> None: ...
+
+    def deployment_revive(self, ref: dict, spec: ServingSpec) -> DeployedRef | None:
+        """Bring back a deployment whose process died, if this backend is the one that runs processes.
+        Returns the new ref, or None when the platform heals deployments itself."""
+        return None
+
+    @abc.abstractmethod
+    def endpoint_traffic_apply(self, *, endpoint_name: str, traffic: dict[str, int]) -> None:
+        """Make the platform route the endpoint's requests by these weights (deployment name -> percent)."""
+
+    def serving_notes(self, settings: dict) -> list[str]:
+        """Which profile settings this backend does not honour, in words for the endpoint page."""
+        return []

@@ -13,9 +13,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,7 +27,17 @@ from django.conf import settings
 from mlopsportal.examples import Example
 from mlopsportal.lib import files
 
-from .base import BackendError, ComputeTarget, MLBackend, RegisteredArtifact, TrainingStatus, TrainingSubmission
+from .base import (
+    BackendError,
+    ComputeTarget,
+    DeployedRef,
+    DeploymentState,
+    MLBackend,
+    RegisteredArtifact,
+    ServingSpec,
+    TrainingStatus,
+    TrainingSubmission,
+)
 
 URI_PREFIX = "local:"
 # How long a submitted job may go without a status file before we call it lost.
@@ -47,7 +60,115 @@ def _pid_alive(pid: int, marker: str) -> bool:
     return marker in cmdline
 
 
-class LocalBackend(MLBackend):
+# --- serving ----------------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _server_state(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "server.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+class LocalServingMixin:
+    """Each deployment is Azure ML's inference server on a port of 127.0.0.1, started by local_server.py."""
+
+    root: Path
+
+    def _deployment_dir(self, ref: dict) -> Path:
+        return files.safe_join(self.root, ref["dir"])
+
+    def _start_server(self, spec: ServingSpec, relative_dir: str, port: int) -> DeployedRef:
+        code_dir = self.root / "jobs" / spec.code_job_id / "code"
+        if not (code_dir / spec.scoring_script).is_file():
+            raise BackendError(f"The scoring script {spec.scoring_script} is not in the code of job {spec.code_job_id}.")
+        model_dir = self._artifact_dir(spec.artifact_uri)
+        if not model_dir.is_dir():
+            raise BackendError(f"The model files of {spec.artifact_uri} are missing.")
+        folder = files.safe_join(self.root, relative_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "server.json").unlink(missing_ok=True)
+        workers = spec.settings.get("instance_count", 1)
+        if spec.settings.get("autoscale_enabled"):
+            workers = spec.settings.get("min_instances", workers)
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "mlopsportal.backends.local_server", "--dir", str(folder), "--port", str(port),
+                 "--code-dir", str(code_dir), "--entry-script", spec.scoring_script, "--model-dir", str(model_dir),
+                 "--workers", str(max(1, min(int(workers), 8))),
+                 "--timeout-ms", str(spec.settings.get("request_timeout_ms", 60_000))],
+                cwd=settings.BASE_DIR, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, check=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise BackendError(f"Could not start the inference server: {exc}") from exc
+        return DeployedRef(ref={"dir": relative_dir, "port": port}, scoring_url=f"http://127.0.0.1:{port}/score")
+
+    def deployment_create(self, spec: ServingSpec) -> DeployedRef:
+        relative = f"deployments/{spec.endpoint_name}/{spec.deployment_name}-{int(time.time() * 1000)}"
+        return self._start_server(spec, relative, free_port())
+
+    def deployment_revive(self, ref: dict, spec: ServingSpec) -> DeployedRef:
+        self.deployment_delete(ref)  # make sure nothing half-alive holds the port
+        port = ref.get("port") or free_port()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                port = free_port()  # something else took it meanwhile
+        except OSError:
+            pass
+        return self._start_server(spec, ref["dir"], port)
+
+    def deployment_state(self, ref: dict) -> DeploymentState:
+        folder = self._deployment_dir(ref)
+        state = _server_state(folder)
+        pid = int(state.get("pid", 0))
+        if not state:
+            return DeploymentState("starting")
+        if not _pid_alive(pid, "local_server"):
+            return DeploymentState("failed", error="The inference server exited.\n" + self.deployment_logs(ref, 40))
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ref['port']}/", timeout=2) as response:
+                healthy = response.status == 200
+        except (OSError, urllib.error.URLError):
+            healthy = False
+        return DeploymentState("healthy" if healthy else "starting")
+
+    def deployment_logs(self, ref: dict, lines: int = 200) -> str:
+        try:
+            text = (self._deployment_dir(ref) / "server.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def deployment_delete(self, ref: dict) -> None:
+        state = _server_state(self._deployment_dir(ref))
+        pid = int(state.get("pid", 0))
+        if not pid or not _pid_alive(pid, "local_server"):
+            return
+        os.kill(pid, signal.SIGTERM)  # gunicorn's master stops its workers
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and _pid_alive(pid, "local_server"):
+            time.sleep(0.1)
+        if _pid_alive(pid, "local_server"):
+            os.killpg(pid, signal.SIGKILL)
+
+    def endpoint_traffic_apply(self, *, endpoint_name: str, traffic: dict[str, int]) -> None:
+        """Nothing to do: the portal's router reads the weights from the database."""
+
+    def serving_notes(self, settings: dict) -> list[str]:
+        notes = ["CPU and memory requests are not enforced: the server shares this machine."]
+        if settings.get("autoscale_enabled"):
+            notes.append(f"Autoscale is not simulated: the server runs min_instances "
+                         f"({settings.get('min_instances')}) worker processes; target utilization is ignored.")
+        notes.append("Each instance is one worker process of the inference server; max concurrent requests per "
+                     "instance is not enforced (a worker handles one request at a time).")
+        return notes
+
+
+class LocalBackend(LocalServingMixin, MLBackend):
     name = "local"
 
     def __init__(self, root: Path | None = None):
@@ -180,3 +301,4 @@ class LocalBackend(MLBackend):
         if not target.is_file():
             raise BackendError(f"No file {path} in {uri}.")
         return open(target, "rb")
+

@@ -1,4 +1,4 @@
-"""Creates one demo user per role and registers the Titanic example, so a newcomer has something to click."""
+"""Creates one demo user per role, the Titanic model and its staging and production endpoints, for trying the portal."""
 import secrets
 
 from django.contrib.auth import get_user_model
@@ -6,6 +6,8 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
 from accounts import roles
+from deployments import services as serving
+from deployments.models import DeploymentProfile, Endpoint
 from mlopsportal import examples
 from models_registry import services
 
@@ -45,6 +47,23 @@ class Command(BaseCommand):
             actor=admin,
         )
         self.stdout.write(("Registered" if created else "Found") + f" model '{model.name}' (key metric {model.key_metric}).")
+        self._endpoints(admin)
         self.stdout.write("Demo users (for trying the portal only; change or remove them before real use):")
         for line in lines:
             self.stdout.write(line)
+
+    def _endpoints(self, admin) -> None:
+        """A staging and a production endpoint for the Titanic model, with the seed's AKS settings for production."""
+        staging_profile, _ = DeploymentProfile.objects.get_or_create(name="staging-small", defaults=dict(
+            description="One instance, for tests before production.", instance_count=1, cpu_request=0.5,
+            memory_request_gb=1, request_timeout_ms=60_000, max_concurrent_requests_per_instance=1,
+            auth_enabled=True))
+        production_profile, _ = DeploymentProfile.objects.get_or_create(name="titanic-aks", defaults=dict(
+            description="The seed's aksDeploymentConfig.yml.", instance_count=3, autoscale_enabled=True,
+            min_instances=3, max_instances=6, target_utilization=50, cpu_request=0.5, memory_request_gb=1,
+            request_timeout_ms=60_000, max_concurrent_requests_per_instance=2, auth_enabled=True))
+        for name, stage, profile in (("titanic-staging", Endpoint.Stage.STAGING, staging_profile),
+                                     ("titanic-prod", Endpoint.Stage.PRODUCTION, production_profile)):
+            if not Endpoint.objects.filter(name=name).exists():
+                serving.endpoint_create(name=name, stage=stage, profile=profile, actor=admin)
+                self.stdout.write(f"Created {stage} endpoint '{name}'.")

@@ -1,0 +1,37 @@
+"""Forms of the serving pages."""
+from django import forms
+
+from .models import DEPLOYMENT_NAME_VALIDATOR, Endpoint
+
+SEED_PASSENGER = '{"Pclass": 1, "Sex": 0, "Age": 38, "SibSp": 1, "Parch": 0, "Fare": 71.2833, "Embarked": 2}'
+
+
+class DeployToStagingForm(forms.Form):
+    endpoint = forms.ModelChoiceField(queryset=Endpoint.objects.filter(stage=Endpoint.Stage.STAGING),
+                                      help_text="Production is reached only through a promotion.")
+    name = forms.CharField(max_length=32, validators=[DEPLOYMENT_NAME_VALIDATOR], initial="blue",
+                           help_text="The deployment's name on the endpoint, e.g. blue or green.")
+
+
+class TryItForm(forms.Form):
+    payload = forms.CharField(widget=forms.Textarea(attrs={"rows": 5, "spellcheck": "false"}), initial=SEED_PASSENGER,
+                              max_length=1_000_000)
+    deployment = forms.ChoiceField(required=False, help_text="Leave empty to route by traffic weight.")
+
+    def __init__(self, *args, endpoint: Endpoint, **kwargs):
+        super().__init__(*args, **kwargs)
+        names = endpoint.deployments.filter(status__in=["healthy", "unhealthy"]).values_list("name", flat=True)
+        self.fields["deployment"].choices = [("", "(by traffic)")] + [(n, n) for n in names]
+
+
+class TrafficForm(forms.Form):
+    """One percentage field per live deployment."""
+
+    def __init__(self, *args, deployments, **kwargs):
+        super().__init__(*args, **kwargs)
+        for deployment in deployments:
+            self.fields[deployment.name] = forms.IntegerField(min_value=0, max_value=100, initial=deployment.traffic,
+                                                              label=deployment.name)
+
+    def traffic(self) -> dict[str, int]:
+        return dict(self.cleaned_data)

@@ -1,0 +1,22 @@
+"""Runs the endpoint router (see deployments/router.py)."""
+from urllib.parse import urlparse
+
+from aiohttp import web
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from deployments.router import make_app
+
+
+class Command(BaseCommand):
+    help = "Serve every endpoint's scoring URL, routing requests to its deployments by traffic weight."
+
+    def add_arguments(self, parser):
+        default = urlparse(settings.MLOPS_ROUTER_URL)
+        parser.add_argument("--host", default=default.hostname or "127.0.0.1")
+        parser.add_argument("--port", type=int, default=default.port or 8100)
+        parser.add_argument("--refresh", type=float, default=1.0, help="seconds between routing-table reloads")
+
+    def handle(self, *args, host, port, refresh, **options):
+        self.stdout.write(f"Endpoint router on http://{host}:{port}/endpoints/<name>/score")
+        web.run_app(make_app(refresh), host=host, port=port, access_log=None, print=None)

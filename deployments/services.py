@@ -1,0 +1,259 @@
+"""Writes for serving: endpoints, deployments, traffic, and keeping deployments alive.
+
+A deployment is a row whose status the workers advance (creating -> healthy | failed; deleting -> deleted) by
+conditional updates; the pages read only the rows.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from audit.services import audit_record
+from mlopsportal.backends import BackendError, get_backend
+from mlopsportal.backends.base import ServingSpec
+from mlopsportal.lib.queue import publish
+from models_registry.models import ModelVersion
+
+from .models import Deployment, DeploymentProfile, Endpoint
+
+log = logging.getLogger(__name__)
+Status = Deployment.Status
+SCORING_SCRIPT = "score.py"
+
+
+def endpoint_create(*, name: str, stage: str, profile: DeploymentProfile, actor, description: str = "") -> Endpoint:
+    endpoint = Endpoint(name=name, stage=stage, profile=profile, auth_enabled=profile.auth_enabled,
+                        description=description, created_by=actor)
+    endpoint.full_clean()
+    with transaction.atomic():
+        endpoint.save()
+        audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=endpoint,
+                     summary=f"created {endpoint.get_stage_display().lower()} endpoint {name}")
+    return endpoint
+
+
+def endpoint_scoring_url(endpoint: Endpoint) -> str:
+    return f"{settings.MLOPS_ROUTER_URL.rstrip('/')}/endpoints/{endpoint.name}/score"
+
+
+def _spec(deployment: Deployment) -> ServingSpec:
+    version = deployment.model_version
+    run = version.training_run
+    if run is None or not run.backend_job_id:
+        raise ValidationError(f"{version} has no training run whose code holds {SCORING_SCRIPT}.")
+    return ServingSpec(endpoint_name=deployment.endpoint.name, deployment_name=deployment.name,
+                       artifact_uri=version.artifact_uri, code_job_id=run.backend_job_id,
+                       scoring_script=SCORING_SCRIPT, settings=deployment.serving_settings)
+
+
+def deployment_create(*, endpoint: Endpoint, version: ModelVersion, name: str, actor) -> Deployment:
+    """Queue a new deployment of `version` on `endpoint`, with no traffic. Raises ValidationError on bad input."""
+    from . import tasks
+
+    deployment = Deployment(endpoint=endpoint, name=name, model_version=version,
+                            serving_settings=endpoint.profile.serving_settings(), created_by=actor)
+    deployment.full_clean(exclude=["backend_ref", "scoring_url"])
+    if endpoint.deployments.filter(name=name).exclude(status=Status.DELETED).exists():
+        raise ValidationError({"name": f"{endpoint.name} already has a deployment named {name}."})
+    _spec(deployment)  # refuse now what the worker could not start
+    with transaction.atomic():
+        deployment.save()
+        audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=deployment,
+                     summary=f"deploying {version} as {deployment}")
+        publish(tasks.deployment_start, deployment.pk)
+    return deployment
+
+
+def deployment_start(*, deployment_id: int) -> bool:
+    """Hand a creating deployment to the backend. Returns True when it should be polled."""
+    deployment = Deployment.objects.select_related("endpoint", "model_version__training_run").get(pk=deployment_id)
+    if deployment.status != Status.CREATING or deployment.backend_ref:
+        return deployment.status == Status.CREATING
+    try:
+        created = get_backend().deployment_create(_spec(deployment))
+    except (BackendError, ValidationError) as exc:
+        if isinstance(exc, BackendError) and not exc.permanent:
+            raise
+        Deployment.objects.filter(pk=deployment_id, status=Status.CREATING).update(
+            status=Status.FAILED, error=f"Could not create the deployment: {_message(exc)}")
+        return False
+    Deployment.objects.filter(pk=deployment_id, status=Status.CREATING).update(
+        backend_ref=created.ref, scoring_url=created.scoring_url, last_checked_at=timezone.now())
+    return True
+
+
+def deployment_poll(*, deployment_id: int) -> bool:
+    """Check a creating deployment. Returns True while it is still starting."""
+    deployment = Deployment.objects.get(pk=deployment_id)
+    if deployment.status != Status.CREATING or not deployment.backend_ref:
+        return False
+    backend = get_backend()
+    state = backend.deployment_state(deployment.backend_ref)
+    now = timezone.now()
+    if state.state == "healthy":
+        Deployment.objects.filter(pk=deployment_id, status=Status.CREATING).update(
+            status=Status.HEALTHY, healthy_at=now, last_checked_at=now, error="")
+        return False
+    if state.state == "failed":
+        backend.deployment_delete(deployment.backend_ref)
+        Deployment.objects.filter(pk=deployment_id, status=Status.CREATING).update(
+            status=Status.FAILED, error=state.error or "The deployment failed.", last_checked_at=now)
+        return False
+    if now - deployment.created_at > timedelta(seconds=settings.MLOPS_DEPLOY_TIMEOUT_SECONDS):
+        logs = backend.deployment_logs(deployment.backend_ref, 40)
+        backend.deployment_delete(deployment.backend_ref)
+        Deployment.objects.filter(pk=deployment_id, status=Status.CREATING).update(
+            status=Status.FAILED, last_checked_at=now,
+            error=f"Not healthy after {settings.MLOPS_DEPLOY_TIMEOUT_SECONDS} s.\n{logs}")
+        return False
+    Deployment.objects.filter(pk=deployment_id).update(last_checked_at=now)
+    return True
+
+
+def endpoint_traffic_set(*, endpoint: Endpoint, traffic: dict[str, int], actor, reason: str = "") -> dict[str, int]:
+    """Route the endpoint's requests by these percentages (deployment name -> percent). Names left out get 0."""
+    with transaction.atomic():
+        endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+        live = {d.name: d for d in endpoint.deployments.filter(status__in=Deployment.LIVE)}
+        errors = []
+        unknown = sorted(set(traffic) - set(live))
+        if unknown:
+            errors.append(f"{endpoint.name} has no live deployment named {', '.join(unknown)}.")
+        for name, percent in traffic.items():
+            if not isinstance(percent, int) or isinstance(percent, bool) or not 0 <= percent <= 100:
+                errors.append(f"Traffic for {name} must be a whole number from 0 to 100.")
+            elif percent and name in live and live[name].status != Status.HEALTHY:
+                errors.append(f"{name} is {live[name].get_status_display().lower()}; only a healthy deployment "
+                              "can take traffic.")
+        total = sum(p for p in traffic.values() if isinstance(p, int))
+        if not errors and total not in (0, 100):
+            errors.append(f"Traffic must add up to 100% (it adds up to {total}%).")
+        if errors:
+            raise ValidationError(errors)
+        before = {name: d.traffic for name, d in live.items()}
+        after = {name: traffic.get(name, 0) for name in live}
+        if before == after:
+            return after
+        for name, deployment in live.items():
+            Deployment.objects.filter(pk=deployment.pk).update(traffic=after[name])
+        Endpoint.objects.filter(pk=endpoint.pk).update(traffic_updated_at=timezone.now())
+        get_backend().endpoint_traffic_apply(endpoint_name=endpoint.name, traffic=after)
+        audit_record(actor=actor, action=AuditEvent.Action.UPDATE, target=endpoint,
+                     summary=(reason or "changed traffic") + ": " + ", ".join(f"{n} {p}%" for n, p in sorted(after.items())),
+                     changes={"traffic": [before, after]})
+    return after
+
+
+def deployment_delete(*, deployment: Deployment, actor) -> None:
+    from . import tasks
+
+    with transaction.atomic():
+        deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        if deployment.traffic:
+            raise ValidationError(f"{deployment} still takes {deployment.traffic}% of the traffic; move it first.")
+        if deployment.status in (Status.DELETING, Status.DELETED):
+            return
+        Deployment.objects.filter(pk=deployment.pk).update(status=Status.DELETING)
+        audit_record(actor=actor, action=AuditEvent.Action.DELETE, target=deployment, summary=f"deleted {deployment}")
+        publish(tasks.deployment_remove, deployment.pk)
+
+
+def deployment_remove(*, deployment_id: int) -> None:
+    deployment = Deployment.objects.get(pk=deployment_id)
+    if deployment.status != Status.DELETING:
+        return
+    if deployment.backend_ref:
+        get_backend().deployment_delete(deployment.backend_ref)
+    Deployment.objects.filter(pk=deployment_id, status=Status.DELETING).update(
+        status=Status.DELETED, deleted_at=timezone.now())
+
+
+def deployments_reconcile() -> list[int]:
+    """Restart deployments whose server died; mark the ones that cannot come back. Returns the ids restarted."""
+    backend = get_backend()
+    restarted = []
+    for deployment in Deployment.objects.filter(status__in=[Status.HEALTHY, Status.UNHEALTHY]).select_related(
+            "endpoint", "model_version__training_run"):
+        now = timezone.now()
+        state = backend.deployment_state(deployment.backend_ref)
+        if state.state == "healthy":
+            if deployment.status != Status.HEALTHY:
+                Deployment.objects.filter(pk=deployment.pk, status=Status.UNHEALTHY).update(
+                    status=Status.HEALTHY, error="", last_checked_at=now)
+            else:
+                Deployment.objects.filter(pk=deployment.pk).update(last_checked_at=now)
+            continue
+        if state.state == "starting":  # restarted earlier, still booting
+            Deployment.objects.filter(pk=deployment.pk).update(status=Status.UNHEALTHY, last_checked_at=now)
+            continue
+        try:
+            revived = backend.deployment_revive(deployment.backend_ref, _spec(deployment))
+        except (BackendError, ValidationError) as exc:
+            Deployment.objects.filter(pk=deployment.pk).update(
+                status=Status.UNHEALTHY, last_checked_at=now, error=f"Restart failed: {_message(exc)}")
+            continue
+        if revived is None:
+            continue
+        with transaction.atomic():
+            Deployment.objects.filter(pk=deployment.pk).update(
+                status=Status.UNHEALTHY, backend_ref=revived.ref, scoring_url=revived.scoring_url,
+                restarts=deployment.restarts + 1, last_checked_at=now, error=state.error[:2000])
+            audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=deployment, via="system",
+                         summary=f"restarted {deployment}: its server had stopped")
+        log.warning("restarted deployment %s", deployment)
+        restarted.append(deployment.pk)
+    return restarted
+
+
+def _message(exc: Exception) -> str:
+    return " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+
+
+def payload_parse(text: str) -> object:
+    """The try-it form's JSON, or a ValidationError saying where it is broken."""
+    if not text.strip():
+        raise ValidationError("Enter a JSON payload.")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValidationError(f"The payload is not valid JSON: {exc}.") from None
+
+
+def endpoint_key_reveal(*, endpoint: Endpoint, actor) -> str:
+    audit_record(actor=actor, action=AuditEvent.Action.REVEAL, target=endpoint, summary="revealed the key")
+    return endpoint.key
+
+
+def endpoint_invoke(*, endpoint: Endpoint, payload_text: str, deployment_name: str = "") -> dict:
+    """Send a JSON payload to the endpoint's scoring URL, as a client would. Bad JSON is refused before sending."""
+    import time
+
+    import requests
+
+    payload_parse(payload_text)
+    headers = {"Content-Type": "application/json"}
+    if endpoint.auth_enabled:
+        headers["Authorization"] = f"Bearer {endpoint.key}"
+    if deployment_name:
+        headers["azureml-model-deployment"] = deployment_name
+    started = time.perf_counter()
+    try:
+        response = requests.post(endpoint_scoring_url(endpoint), data=payload_text.encode(), headers=headers,
+                                 timeout=endpoint.profile.request_timeout_ms / 1000 + 5)
+    except requests.RequestException as exc:
+        raise ValidationError(f"The endpoint did not answer: {exc.__class__.__name__}. Is the router running "
+                              f"(manage.py run_router)?") from None
+    try:
+        body = json.dumps(response.json(), indent=2)
+    except ValueError:
+        body = response.text
+    return {"status": response.status_code, "body": body[:100_000],
+            "deployment": response.headers.get("azureml-model-deployment", ""),
+            "ms": round((time.perf_counter() - started) * 1000, 1)}

@@ -1,0 +1,39 @@
+"""Celery tasks of serving: thin wrappers over deployments.services."""
+from celery import shared_task
+from django.conf import settings
+
+from mlopsportal.backends import BackendError
+
+from . import services
+from .models import Deployment
+
+
+@shared_task(bind=True, max_retries=5, acks_late=True, soft_time_limit=120, time_limit=150)
+def deployment_start(self, deployment_id: int) -> None:
+    if not Deployment.objects.filter(pk=deployment_id).exists():
+        raise self.retry(countdown=1)  # published inside the creating transaction
+    try:
+        polling = services.deployment_start(deployment_id=deployment_id)
+    except BackendError as exc:
+        raise self.retry(exc=exc, countdown=min(60, 5 * 2 ** self.request.retries))
+    if polling:
+        deployment_poll.apply_async(args=(deployment_id,), countdown=settings.MLOPS_DEPLOY_POLL_SECONDS)
+
+
+@shared_task(acks_late=True, soft_time_limit=60, time_limit=90,
+             autoretry_for=(BackendError,), retry_backoff=5, retry_backoff_max=60, max_retries=10)
+def deployment_poll(deployment_id: int) -> None:
+    if services.deployment_poll(deployment_id=deployment_id):
+        deployment_poll.apply_async(args=(deployment_id,), countdown=settings.MLOPS_DEPLOY_POLL_SECONDS)
+
+
+@shared_task(bind=True, max_retries=5, acks_late=True, soft_time_limit=60, time_limit=90)
+def deployment_remove(self, deployment_id: int) -> None:
+    if not Deployment.objects.filter(pk=deployment_id).exists():
+        raise self.retry(countdown=1)
+    services.deployment_remove(deployment_id=deployment_id)
+
+
+@shared_task(soft_time_limit=240, time_limit=300)
+def deployments_reconcile() -> list[int]:
+    return services.deployments_reconcile()

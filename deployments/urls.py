@@ -1,0 +1,15 @@
+from django.urls import path
+
+from . import views
+
+app_name = "deployments"
+urlpatterns = [
+    path("endpoints/", views.endpoint_list, name="endpoint_list"),
+    path("endpoints/<str:name>/", views.endpoint_detail, name="endpoint_detail"),
+    path("endpoints/<str:name>/key/", views.endpoint_key, name="endpoint_key"),
+    path("endpoints/<str:name>/try/", views.endpoint_try, name="endpoint_try"),
+    path("endpoints/<str:name>/traffic/", views.endpoint_traffic, name="endpoint_traffic"),
+    path("endpoints/<str:name>/deployments/<int:pk>/logs/", views.deployment_logs, name="deployment_logs"),
+    path("endpoints/<str:name>/deployments/<int:pk>/delete/", views.deployment_delete, name="deployment_delete"),
+    path("models/<str:name>/versions/<int:version>/deploy/", views.version_deploy, name="version_deploy"),
+]

@@ -1,0 +1,155 @@
+"""Serving pages: endpoints, their deployments and traffic, the key, "try it", logs, deploying to staging."""
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import ValidationError
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from audit.services import audit_events_for
+from mlopsportal.backends import BackendError, get_backend
+from mlopsportal.lib.queue import QueueUnavailable
+from models_registry.models import ModelVersion
+
+from . import selectors, services
+from .forms import DeployToStagingForm, TrafficForm, TryItForm
+from .models import Deployment, Endpoint
+
+
+def _errors(exc: ValidationError) -> str:
+    return " ".join(exc.messages)
+
+
+@require_GET
+@permission_required("deployments.view_endpoint", raise_exception=True)
+def endpoint_list(request):
+    endpoints = list(selectors.endpoint_list())
+    for endpoint in endpoints:
+        endpoint.scoring_url = services.endpoint_scoring_url(endpoint)
+    return render(request, "deployments/endpoint_list.html", {"endpoints": endpoints})
+
+
+def _endpoint_context(request, endpoint, **extra):
+    deployments = list(selectors.endpoint_deployments(endpoint=endpoint))
+    live = [d for d in deployments if d.is_live]
+    return {
+        "endpoint": endpoint,
+        "deployments": deployments,
+        "scoring_url": services.endpoint_scoring_url(endpoint),
+        "traffic_form": extra.pop("traffic_form", None) or TrafficForm(deployments=live),
+        "try_form": extra.pop("try_form", None) or TryItForm(endpoint=endpoint),
+        "notes": get_backend().serving_notes(endpoint.profile.serving_settings()),
+        "events": audit_events_for(endpoint, *deployments),
+        "can_edit_traffic": endpoint.stage == Endpoint.Stage.STAGING
+        and request.user.has_perm("deployments.change_deployment"),
+        **extra,
+    }
+
+
+@require_GET
+@permission_required("deployments.view_endpoint", raise_exception=True)
+def endpoint_detail(request, name):
+    endpoint = get_object_or_404(Endpoint.objects.select_related("profile"), name=name)
+    return render(request, "deployments/endpoint_detail.html", _endpoint_context(request, endpoint))
+
+
+@require_POST
+@permission_required("deployments.reveal_endpoint_key", raise_exception=True)
+def endpoint_key(request, name):
+    endpoint = get_object_or_404(Endpoint, name=name)
+    key = services.endpoint_key_reveal(endpoint=endpoint, actor=request.user)
+    response = render(request, "deployments/_key.html", {"key": key})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+@permission_required("deployments.reveal_endpoint_key", raise_exception=True)
+def endpoint_try(request, name):
+    endpoint = get_object_or_404(Endpoint.objects.select_related("profile"), name=name)
+    form = TryItForm(request.POST, endpoint=endpoint)
+    result, error = None, ""
+    if form.is_valid():
+        try:
+            result = services.endpoint_invoke(endpoint=endpoint, payload_text=form.cleaned_data["payload"],
+                                              deployment_name=form.cleaned_data["deployment"])
+        except ValidationError as exc:
+            error = _errors(exc)
+    else:
+        error = " ".join(e for errors in form.errors.values() for e in errors)
+    context = {"try_form": form, "result": result, "try_error": error}
+    status = 400 if error else 200
+    if request.htmx:
+        return render(request, "deployments/endpoint_detail.html#try-it", {"endpoint": endpoint, **context},
+                      status=status)
+    return render(request, "deployments/endpoint_detail.html", _endpoint_context(request, endpoint, **context),
+                  status=status)
+
+
+@require_POST
+@permission_required("deployments.change_deployment", raise_exception=True)
+def endpoint_traffic(request, name):
+    endpoint = get_object_or_404(Endpoint.objects.select_related("profile"), name=name)
+    if endpoint.stage != Endpoint.Stage.STAGING:
+        messages.error(request, "Production traffic changes only through a promotion or a rollback.")
+        return redirect(endpoint)
+    live = list(endpoint.deployments.filter(status__in=Deployment.LIVE))
+    form = TrafficForm(request.POST, deployments=live)
+    if form.is_valid():
+        try:
+            services.endpoint_traffic_set(endpoint=endpoint, traffic=form.traffic(), actor=request.user)
+        except ValidationError as exc:
+            form.add_error(None, _errors(exc))
+        else:
+            messages.success(request, "Traffic updated.")
+            return redirect(endpoint)
+    return render(request, "deployments/endpoint_detail.html",
+                  _endpoint_context(request, endpoint, traffic_form=form), status=400)
+
+
+@require_GET
+@permission_required("deployments.view_deployment", raise_exception=True)
+def deployment_logs(request, name, pk):
+    deployment = get_object_or_404(Deployment, endpoint__name=name, pk=pk)
+    try:
+        text = get_backend().deployment_logs(deployment.backend_ref, 200) if deployment.backend_ref else ""
+    except BackendError as exc:
+        text = f"Could not read the logs: {exc}"
+    return HttpResponse(text or "(no log lines)", content_type="text/plain; charset=utf-8")
+
+
+@require_POST
+@permission_required("deployments.delete_deployment", raise_exception=True)
+def deployment_delete(request, name, pk):
+    deployment = get_object_or_404(Deployment.objects.select_related("endpoint"), endpoint__name=name, pk=pk)
+    try:
+        services.deployment_delete(deployment=deployment, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+    except QueueUnavailable as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Deleting {deployment}.")
+    return redirect(deployment.endpoint)
+
+
+@require_POST
+@permission_required("deployments.add_deployment", raise_exception=True)
+def version_deploy(request, name, version):
+    version = get_object_or_404(ModelVersion.objects.select_related("model", "training_run"),
+                                model__name=name, version=version)
+    form = DeployToStagingForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+        return redirect(version)
+    try:
+        deployment = services.deployment_create(endpoint=form.cleaned_data["endpoint"], version=version,
+                                                name=form.cleaned_data["name"], actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+        return redirect(version)
+    except QueueUnavailable as exc:
+        messages.error(request, str(exc))
+        return redirect(version)
+    messages.success(request, f"Deploying {version} as {deployment}.")
+    return redirect(deployment.endpoint)
