@@ -119,7 +119,7 @@ async def _cleanup(app: web.Application) -> None:
     await app["client"].close()
 
 
-def make_app(refresh: float = 1.0) -> web.Application:
+def make_app(refresh: float = 0.25) -> web.Application:
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app["refresh"] = refresh
     app.router.add_post("/endpoints/{endpoint}/score", score)

@@ -15,7 +15,7 @@ class Command(BaseCommand):
         default = urlparse(settings.MLOPS_ROUTER_URL)
         parser.add_argument("--host", default=default.hostname or "127.0.0.1")
         parser.add_argument("--port", type=int, default=default.port or 8100)
-        parser.add_argument("--refresh", type=float, default=1.0, help="seconds between routing-table reloads")
+        parser.add_argument("--refresh", type=float, default=0.25, help="seconds between routing-table reloads")
 
     def handle(self, *args, host, port, refresh, **options):
         self.stdout.write(f"Endpoint router on http://{host}:{port}/endpoints/<name>/score")
