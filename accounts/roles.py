@@ -21,7 +21,11 @@ ENGINEER_CHANGES = (
     "deployments.change_deployment",  # traffic on staging endpoints
     "deployments.delete_deployment",
     "deployments.reveal_endpoint_key",  # see the key, and use it through "try it"
+    "deployments.add_promotion",  # press Promote
 )
+
+# Managers change nothing, except that they decide on promotions to production.
+MANAGER_CHANGES = ("deployments.approve_promotion",)
 
 # Nobody edits the audit trail, not even admins.
 NEVER_GRANTED = ("audit.add_auditevent", "audit.change_auditevent", "audit.delete_auditevent")
@@ -40,7 +44,7 @@ def ensure_role_groups(**kwargs) -> None:
         Permission.objects.filter(content_type__app_label__in=READABLE_APPS, codename__startswith="view_")
     )
     manager, _ = Group.objects.get_or_create(name=MANAGER)
-    manager.permissions.set(view_perms)
+    manager.permissions.set([*view_perms, *_perms(MANAGER_CHANGES)])
 
     engineer, _ = Group.objects.get_or_create(name=ENGINEER)
     engineer.permissions.set([*view_perms, *_perms(ENGINEER_CHANGES)])

@@ -6,7 +6,9 @@ from .models import AuditEvent
 
 
 def audit_record(*, actor, action: str, target: models.Model, summary: str = "", changes: dict | None = None,
-                 via: str = "portal") -> AuditEvent:
+                 via: str = "") -> AuditEvent:
+    """Record an action; with no actor it was the system's own doing (a worker, beat)."""
+    via = via or ("portal" if actor is not None else "system")
     return AuditEvent.objects.create(
         actor=actor if actor is not None and actor.is_authenticated else None,
         actor_name=actor.get_username() if actor is not None and actor.is_authenticated else "system",

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Deployment, DeploymentProfile, Endpoint
+from .models import Deployment, DeploymentProfile, Endpoint, FunctionalTestCase, Promotion, StressProfile
 
 
 @admin.register(DeploymentProfile)
@@ -35,3 +35,29 @@ class DeploymentAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # deleting must stop the server: use the endpoint page
+
+
+@admin.register(FunctionalTestCase)
+class FunctionalTestCaseAdmin(admin.ModelAdmin):
+    list_display = ("name", "model", "expected_status", "expect_field", "expected_value", "tolerance", "enabled")
+    list_filter = ("model", "enabled")
+
+
+@admin.register(StressProfile)
+class StressProfileAdmin(admin.ModelAdmin):
+    list_display = ("name", "model", "concurrency", "duration_seconds", "request_count", "p95_ms_max",
+                    "error_rate_max", "min_rps", "shards")
+    list_filter = ("model",)
+
+
+@admin.register(Promotion)
+class PromotionAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "state", "requested_by", "decided_by", "created_at")
+    list_filter = ("state", "production_endpoint")
+    readonly_fields = [f.name for f in Promotion._meta.fields]
+
+    def has_add_permission(self, request):
+        return False  # promotions start from a version's page, which queues their pipeline
+
+    def has_change_permission(self, request, obj=None):
+        return False

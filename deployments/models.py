@@ -88,6 +88,12 @@ class Endpoint(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     traffic_updated_at = models.DateTimeField(auto_now_add=True)
+    # Promotion policy, for production endpoints.
+    approval_required = models.BooleanField(
+        default=True, help_text="A manager or admin other than the requester must approve each promotion.")
+    traffic_steps = models.CharField(
+        max_length=100, default="10,50,100", validators=[RegexValidator(r"^\d{1,3}(,\d{1,3})*$", "Use e.g. 10,50,100.")],
+        help_text="Percentages of traffic the new deployment takes in turn, each checked before the next; ends at 100.")
 
     class Meta:
         ordering = ["stage", "name"]
@@ -98,6 +104,17 @@ class Endpoint(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("deployments:endpoint_detail", args=[self.name])
+
+    def clean(self) -> None:
+        try:
+            steps = self.traffic_step_list()
+        except ValueError:
+            return  # the field's own validator reports it
+        if not steps or steps[-1] != 100 or steps != sorted(set(steps)) or steps[0] < 1:
+            raise ValidationError({"traffic_steps": "Steps must rise strictly, from at least 1 up to 100."})
+
+    def traffic_step_list(self) -> list[int]:
+        return [int(part) for part in self.traffic_steps.split(",") if part.strip()]
 
     @property
     def masked_key(self) -> str:
@@ -147,3 +164,250 @@ class Deployment(models.Model):
     @property
     def is_live(self) -> bool:
         return self.status in self.LIVE
+
+
+class FunctionalTestCase(models.Model):
+    """One payload and what the model must answer to it, kept per model; run against every new deployment."""
+
+    model = models.ForeignKey("models_registry.RegisteredModel", on_delete=models.CASCADE,
+                              related_name="functional_cases")
+    name = models.CharField(max_length=200)
+    payload = models.JSONField(help_text="The JSON body sent to the scoring URL.")
+    expected_status = models.PositiveSmallIntegerField(default=200, validators=[MinValueValidator(100),
+                                                                                MaxValueValidator(599)])
+    expect_field = models.CharField(max_length=100, blank=True,
+                                    help_text='A field of the JSON response to check, e.g. "prediction".')
+    expected_value = models.JSONField(null=True, blank=True, help_text="What the field must equal.")
+    tolerance = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0)],
+                                  help_text="For numbers: passes when |actual − expected| ≤ tolerance.")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["model", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}: {self.name}"
+
+    def clean(self) -> None:
+        if self.expect_field and self.expected_value is None:
+            raise ValidationError({"expected_value": "Say what the field must equal."})
+        if self.tolerance is not None and (isinstance(self.expected_value, bool)
+                                           or not isinstance(self.expected_value, (int, float))):
+            raise ValidationError({"tolerance": "A tolerance needs a numeric expected value."})
+
+    def evaluate(self, status: int, body: str) -> tuple[bool, str]:
+        """Did the response pass? With the reason when it did not."""
+        import json
+        import math
+
+        if status != self.expected_status:
+            return False, f"HTTP {status}, expected {self.expected_status}"
+        if not self.expect_field:
+            return True, ""
+        try:
+            actual = json.loads(body)[self.expect_field]
+        except (ValueError, KeyError, TypeError):
+            return False, f"the response has no field {self.expect_field!r}"
+        if self.tolerance is not None:
+            if isinstance(actual, bool) or not isinstance(actual, (int, float)) or not math.isfinite(actual):
+                return False, f"{self.expect_field} is {json.dumps(actual)}, not a number"
+            if abs(actual - self.expected_value) > self.tolerance:
+                return False, f"{self.expect_field} is {actual}, expected {self.expected_value} ± {self.tolerance}"
+            return True, ""
+        if actual != self.expected_value:
+            return False, f"{self.expect_field} is {json.dumps(actual)}, expected {json.dumps(self.expected_value)}"
+        return True, ""
+
+
+class StressProfile(models.Model):
+    """How hard to push a staging deployment, and what it must achieve to pass."""
+
+    model = models.ForeignKey("models_registry.RegisteredModel", on_delete=models.CASCADE,
+                              related_name="stress_profiles")
+    name = models.CharField(max_length=100)
+    concurrency = models.PositiveSmallIntegerField(default=8, validators=[MinValueValidator(1), MaxValueValidator(512)])
+    duration_seconds = models.PositiveIntegerField(null=True, blank=True, default=10,
+                                                   validators=[MinValueValidator(1), MaxValueValidator(3600)])
+    request_count = models.PositiveIntegerField(null=True, blank=True,
+                                                validators=[MinValueValidator(1), MaxValueValidator(10_000_000)])
+    payloads = models.JSONField(help_text="A JSON list of request bodies, sent in turn.")
+    p95_ms_max = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0)],
+                                   help_text="Fail when the 95th percentile latency is above this (ms).")
+    error_rate_max = models.FloatField(null=True, blank=True, default=0.0,
+                                       validators=[MinValueValidator(0), MaxValueValidator(1)],
+                                       help_text="Fail when more than this share of requests fail (0–1).")
+    min_rps = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0)],
+                                help_text="Fail when throughput is below this (requests per second).")
+    shards = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(16)],
+                                              help_text="Spread the load over this many Celery workers.")
+
+    class Meta:
+        ordering = ["model", "name"]
+        constraints = [models.UniqueConstraint(fields=["model", "name"], name="unique_stress_profile_name")]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}: {self.name}"
+
+    def clean(self) -> None:
+        errors = {}
+        if (self.duration_seconds is None) == (self.request_count is None):
+            errors["duration_seconds"] = "Give either a duration or a request count, not both."
+        if not isinstance(self.payloads, list) or not self.payloads:
+            errors["payloads"] = "Give a non-empty JSON list of request bodies."
+        if self.concurrency and self.shards and self.shards > self.concurrency:
+            errors["shards"] = "Use no more shards than concurrent users."
+        if errors:
+            raise ValidationError(errors)
+
+    def plan(self) -> dict:
+        return {"concurrency": self.concurrency, "duration_seconds": self.duration_seconds,
+                "request_count": self.request_count, "payloads": self.payloads, "p95_ms_max": self.p95_ms_max,
+                "error_rate_max": self.error_rate_max, "min_rps": self.min_rps, "shards": self.shards,
+                "profile": self.name}
+
+
+class TestOutcome(models.TextChoices):
+    RUNNING = "running", "Running"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+
+
+class FunctionalTestRun(models.Model):
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="functional_runs")
+    promotion = models.ForeignKey("Promotion", null=True, blank=True, on_delete=models.CASCADE,
+                                  related_name="functional_runs")
+    status = models.CharField(max_length=10, choices=TestOutcome.choices, default=TestOutcome.RUNNING)
+    results = models.JSONField(default=list, help_text="[{case, passed, reason, status, body, ms}]")
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    @property
+    def passed_count(self) -> int:
+        return sum(1 for r in self.results if r["passed"])
+
+
+class StressRun(models.Model):
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="stress_runs")
+    promotion = models.ForeignKey("Promotion", null=True, blank=True, on_delete=models.CASCADE,
+                                  related_name="stress_runs")
+    plan = models.JSONField(help_text="The profile's settings and thresholds as run.")
+    status = models.CharField(max_length=10, choices=TestOutcome.choices, default=TestOutcome.RUNNING)
+    summary = models.JSONField(default=dict, blank=True)
+    series = models.JSONField(default=list, blank=True)
+    latency_buckets = models.JSONField(default=list, blank=True)
+    missed = models.JSONField(default=list, blank=True, help_text="The thresholds it missed, in words.")
+    requeued = models.PositiveSmallIntegerField(default=0, help_text="Times missing shards were queued again.")
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+
+class StressShard(models.Model):
+    """One Celery worker's part of a stress run; the run's result is the merge of all its shards."""
+
+    run = models.ForeignKey(StressRun, on_delete=models.CASCADE, related_name="shard_results")
+    index = models.PositiveSmallIntegerField()
+    result = models.JSONField()
+    worker = models.CharField(max_length=200, blank=True)
+    finished_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="unique_stress_shard")]
+
+
+class Promotion(models.Model):
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        AWAITING_APPROVAL = "awaiting", "Awaiting approval"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        REJECTED = "rejected", "Rejected"
+
+    ACTIVE = (State.RUNNING, State.AWAITING_APPROVAL)
+
+    version = models.ForeignKey("models_registry.ModelVersion", on_delete=models.PROTECT, related_name="promotions")
+    staging_endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="+")
+    production_endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="promotions")
+    stress_profile = models.ForeignKey(StressProfile, null=True, on_delete=models.SET_NULL, related_name="+")
+    reason = models.TextField(blank=True, help_text="Why this version should serve production.")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING, db_index=True)
+    failure_reason = models.TextField(blank=True)
+    approval_required = models.BooleanField()
+    traffic_steps = models.JSONField(default=list)
+    staging_deployment = models.ForeignKey(Deployment, null=True, blank=True, on_delete=models.SET_NULL,
+                                           related_name="+")
+    production_deployment = models.ForeignKey(Deployment, null=True, blank=True, on_delete=models.SET_NULL,
+                                              related_name="+")
+    previous_traffic = models.JSONField(null=True, blank=True,
+                                        help_text="Production traffic before the rollout, restored on failure.")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    decision = models.CharField(max_length=10, blank=True)
+    decision_comment = models.TextField(blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True, help_text="A worker is advancing it until then.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("approve_promotion", "Can approve or reject a promotion to production")]
+        constraints = [
+            # Never two promotions rolling out to the same endpoint at once.
+            models.UniqueConstraint(fields=["production_endpoint"], name="one_active_promotion_per_endpoint",
+                                    condition=models.Q(state__in=["running", "awaiting"])),
+        ]
+
+    def __str__(self) -> str:
+        return f"promotion #{self.pk}: {self.version} to {self.production_endpoint.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("deployments:promotion_detail", args=[self.pk])
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in self.ACTIVE
+
+
+class PromotionStep(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        WAITING = "waiting", "Waiting"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+        CANCELED = "canceled", "Not run"
+
+    OPEN = (Status.PENDING, Status.RUNNING, Status.WAITING)
+
+    promotion = models.ForeignKey(Promotion, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=30)
+    label = models.CharField(max_length=100)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    detail = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["promotion", "position"]
+        constraints = [models.UniqueConstraint(fields=["promotion", "position"], name="unique_promotion_step")]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.get_status_display().lower()})"
+
+    @property
+    def duration(self):
+        if self.started_at is None:
+            return None
+        from django.utils import timezone
+
+        return (self.finished_at or timezone.now()) - self.started_at

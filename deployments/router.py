@@ -59,9 +59,20 @@ def _error(status: int, message: str, **headers) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
+async def _reload_on_miss(app: web.Application) -> None:
+    """A name we don't know may be brand new: reload once (at most every 50 ms) before answering 404."""
+    loop = asyncio.get_running_loop()
+    if loop.time() - app["loaded_at"] > 0.05:
+        app["loaded_at"] = loop.time()
+        app["table"] = await asyncio.to_thread(load_table)
+
+
 async def score(request: web.Request) -> web.Response:
     name = request.match_info["endpoint"]
     route = request.app["table"].get(name)
+    if route is None:
+        await _reload_on_miss(request.app)
+        route = request.app["table"].get(name)
     if route is None:
         return _error(404, f"No endpoint named {name}.")
     if route.auth_enabled:
@@ -72,6 +83,9 @@ async def score(request: web.Request) -> web.Response:
                           **{"WWW-Authenticate": "Bearer"})
     chosen = request.headers.get(DEPLOYMENT_HEADER)
     if chosen:
+        if chosen not in route.deployments:
+            await _reload_on_miss(request.app)
+            route = request.app["table"].get(name, route)
         if chosen not in route.deployments:
             return _error(404, f"Endpoint {name} has no serving deployment named {chosen}.")
     elif route.names:
@@ -104,6 +118,7 @@ async def _refresh_forever(app: web.Application) -> None:
         await asyncio.sleep(app["refresh"])
         try:
             app["table"] = await asyncio.to_thread(load_table)
+            app["loaded_at"] = asyncio.get_running_loop().time()
         except Exception:  # a database hiccup must not stop routing with the last good table
             log.exception("could not refresh the routing table; keeping the previous one")
 
@@ -111,6 +126,7 @@ async def _refresh_forever(app: web.Application) -> None:
 async def _startup(app: web.Application) -> None:
     app["client"] = ClientSession(connector=TCPConnector(limit=0, keepalive_timeout=30), auto_decompress=False)
     app["table"] = await asyncio.to_thread(load_table)
+    app["loaded_at"] = asyncio.get_running_loop().time()
     app["refresher"] = asyncio.create_task(_refresh_forever(app))
 
 

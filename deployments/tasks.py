@@ -37,3 +37,26 @@ def deployment_remove(self, deployment_id: int) -> None:
 @shared_task(soft_time_limit=240, time_limit=300)
 def deployments_reconcile() -> list[int]:
     return services.deployments_reconcile()
+
+
+@shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
+def promotion_advance(promotion_id: int) -> None:
+    from . import promotions
+
+    delay = promotions.promotion_advance(promotion_id=promotion_id)
+    if delay is not None:
+        promotion_advance.apply_async(args=(promotion_id,), countdown=delay or None)
+
+
+@shared_task(bind=True, acks_late=True, soft_time_limit=3700, time_limit=3720)
+def stress_shard(self, run_id: int, shard: int, url: str) -> None:
+    from . import checks
+
+    checks.stress_shard_run(run_id=run_id, shard=shard, url=url, worker=self.request.hostname or "")
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def promotions_resume() -> list[int]:
+    from . import promotions
+
+    return promotions.promotions_resume()

@@ -11,5 +11,10 @@ urlpatterns = [
     path("endpoints/<str:name>/traffic/", views.endpoint_traffic, name="endpoint_traffic"),
     path("endpoints/<str:name>/deployments/<int:pk>/logs/", views.deployment_logs, name="deployment_logs"),
     path("endpoints/<str:name>/deployments/<int:pk>/delete/", views.deployment_delete, name="deployment_delete"),
+    path("endpoints/<str:name>/rollback/", views.endpoint_rollback, name="endpoint_rollback"),
     path("models/<str:name>/versions/<int:version>/deploy/", views.version_deploy, name="version_deploy"),
+    path("models/<str:name>/versions/<int:version>/promote/", views.version_promote, name="version_promote"),
+    path("promotions/", views.promotion_list, name="promotion_list"),
+    path("promotions/<int:pk>/", views.promotion_detail, name="promotion_detail"),
+    path("promotions/<int:pk>/decide/", views.promotion_decide, name="promotion_decide"),
 ]

@@ -2,18 +2,20 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling
 
 from audit.services import audit_events_for
 from mlopsportal.backends import BackendError, get_backend
 from mlopsportal.lib.queue import QueueUnavailable
 from models_registry.models import ModelVersion
 
-from . import selectors, services
-from .forms import DeployToStagingForm, TrafficForm, TryItForm
-from .models import Deployment, Endpoint
+from . import promotions, selectors, services
+from .forms import DecisionForm, DeployToStagingForm, PromoteForm, TrafficForm, TryItForm
+from .models import Deployment, Endpoint, Promotion
 
 
 def _errors(exc: ValidationError) -> str:
@@ -153,3 +155,88 @@ def version_deploy(request, name, version):
         return redirect(version)
     messages.success(request, f"Deploying {version} as {deployment}.")
     return redirect(deployment.endpoint)
+
+
+# --- promotions ---------------------------------------------------------------------------------------------------
+@require_POST
+@permission_required("deployments.add_promotion", raise_exception=True)
+def version_promote(request, name, version):
+    version = get_object_or_404(ModelVersion.objects.select_related("model"), model__name=name, version=version)
+    form = PromoteForm(request.POST, model=version.model)
+    if not form.is_valid():
+        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+        return redirect(version)
+    data = form.cleaned_data
+    try:
+        promotion = promotions.promotion_start(
+            version=version, production_endpoint=data["production_endpoint"],
+            staging_endpoint=data["staging_endpoint"], stress_profile=data["stress_profile"],
+            reason=data["reason"], actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+        return redirect(version)
+    except QueueUnavailable as exc:
+        messages.error(request, str(exc))
+        return redirect(version)
+    messages.success(request, f"Started {promotion}.")
+    return redirect(promotion)
+
+
+@require_GET
+@permission_required("deployments.view_promotion", raise_exception=True)
+def promotion_list(request):
+    page = Paginator(selectors.promotion_list(), 30).get_page(request.GET.get("page"))
+    return render(request, "deployments/promotion_list.html", {"page": page})
+
+
+@require_GET
+@permission_required("deployments.view_promotion", raise_exception=True)
+def promotion_detail(request, pk):
+    promotion = get_object_or_404(selectors.promotion_list(), pk=pk)
+    context = selectors.promotion_evidence(promotion=promotion)
+    context["decision_form"] = DecisionForm()
+    context["may_decide"] = (promotion.state == Promotion.State.AWAITING_APPROVAL
+                             and request.user.has_perm("deployments.approve_promotion")
+                             and request.user.pk != promotion.requested_by_id)
+    if request.htmx and request.htmx.target == "promotion-live":
+        response = render(request, "deployments/promotion_detail.html#promotion-live", context)
+        if not promotion.is_active or promotion.state == Promotion.State.AWAITING_APPROVAL:
+            response.status_code = HttpResponseStopPolling.status_code
+            response["HX-Refresh"] = "true"
+        return response
+    return render(request, "deployments/promotion_detail.html", context)
+
+
+@require_POST
+@permission_required("deployments.approve_promotion", raise_exception=True)
+def promotion_decide(request, pk):
+    promotion = get_object_or_404(Promotion, pk=pk)
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose approve or reject, and say why in a comment.")
+        return redirect(promotion)
+    try:
+        promotions.promotion_decide(promotion=promotion, actor=request.user,
+                                    approve=form.cleaned_data["decision"] == "approve",
+                                    comment=form.cleaned_data["comment"])
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+        return redirect(promotion)
+    except QueueUnavailable as exc:
+        messages.error(request, str(exc))
+        return redirect(promotion)
+    messages.success(request, f"{'Approved' if form.cleaned_data['decision'] == 'approve' else 'Rejected'} {promotion}.")
+    return redirect(promotion)
+
+
+@require_POST
+@permission_required("deployments.change_deployment", raise_exception=True)
+def endpoint_rollback(request, name):
+    endpoint = get_object_or_404(Endpoint, name=name)
+    try:
+        target = promotions.endpoint_rollback(endpoint=endpoint, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+    else:
+        messages.success(request, f"Rolled back: {target.model_version} ({target.name}) serves all traffic.")
+    return redirect(endpoint)

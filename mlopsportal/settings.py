@@ -182,6 +182,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "models_registry.tasks.training_runs_resume_stale",
         "schedule": timedelta(seconds=int(os.environ.get("MLOPS_RESUME_STALE_EVERY", "30"))),
     },
+    "resume-stale-promotions": {
+        "task": "deployments.tasks.promotions_resume",
+        "schedule": timedelta(seconds=int(os.environ.get("MLOPS_RESUME_STALE_EVERY", "30"))),
+    },
     "reconcile-deployments": {
         "task": "deployments.tasks.deployments_reconcile",
         "schedule": timedelta(seconds=int(os.environ.get("MLOPS_RECONCILE_EVERY", "30"))),
@@ -205,6 +209,12 @@ MLOPS_RUN_LOG_MAX_CHARS = 200_000
 MLOPS_ROUTER_URL = os.environ.get("MLOPS_ROUTER_URL", "http://127.0.0.1:8100")
 MLOPS_DEPLOY_POLL_SECONDS = float(os.environ.get("MLOPS_DEPLOY_POLL_SECONDS", "2"))
 MLOPS_DEPLOY_TIMEOUT_SECONDS = int(os.environ.get("MLOPS_DEPLOY_TIMEOUT_SECONDS", "300"))
+# A running promotion nobody advanced for this long lost its worker; beat hands it to another.
+MLOPS_PROMOTION_STALE_SECONDS = int(os.environ.get("MLOPS_PROMOTION_STALE_SECONDS", "60"))
+# How long past its planned duration a stress run may take before a missing shard fails it.
+MLOPS_STRESS_GRACE_SECONDS = int(os.environ.get("MLOPS_STRESS_GRACE_SECONDS", "120"))
+# Shards still missing this long past the planned duration are queued again (their worker died).
+MLOPS_STRESS_REQUEUE_SECONDS = int(os.environ.get("MLOPS_STRESS_REQUEUE_SECONDS", "30"))
 
 LOGGING = {
     "version": 1,

@@ -74,12 +74,19 @@ def model_edit(request, name):
 def version_detail(request, name, version):
     version = get_object_or_404(ModelVersion.objects.select_related("model", "training_run", "created_by"),
                                 model__name=name, version=version)
-    from deployments.forms import DeployToStagingForm
+    from deployments.forms import DeployToStagingForm, PromoteForm
+    from deployments.models import FunctionalTestRun, StressRun
 
     deployments = version.deployments.select_related("endpoint").order_by("-created_at")
     return render(request, "models_registry/version_detail.html", {
         "version": version, "model": version.model, "events": audit_events_for(version),
         "deployments": deployments, "deploy_form": DeployToStagingForm(),
+        "promote_form": PromoteForm(model=version.model),
+        "promotions": version.promotions.select_related("production_endpoint", "requested_by"),
+        "test_runs": FunctionalTestRun.objects.filter(deployment__model_version=version).select_related(
+            "deployment__endpoint")[:20],
+        "stress_runs": StressRun.objects.filter(deployment__model_version=version).select_related(
+            "deployment__endpoint").defer("series", "latency_buckets")[:20],
     })
 
 

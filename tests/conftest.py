@@ -1,5 +1,6 @@
 """Shared fixtures: one user per role plus an outsider, logged-in clients, and real Celery workers."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -174,3 +175,34 @@ def _fresh_cache():
     cache.clear()
     yield
 
+
+
+# --- a real browser ----------------------------------------------------------------------------------------------
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM = os.environ.get("MLOPS_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def browser_page():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("MLOPS_REQUIRE_BROWSER"):
+            pytest.fail(f"Chromium not found at {CHROMIUM} (MLOPS_REQUIRE_BROWSER is set)")
+        pytest.skip(f"Chromium not found at {CHROMIUM}; install Debian's chromium package")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still synchronous.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(20_000)
+        yield page
+        browser.close()
+        # ORM calls made while Playwright's loop ran used connections of their own; close them here.
+        from django.db import connections
+
+        connections.close_all()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)

@@ -11,6 +11,19 @@ os.environ.setdefault("MLOPS_DATA_DIR", tempfile.mkdtemp(prefix="mlops-test-"))
 os.environ.setdefault("MLOPS_EXTRA_EXAMPLES_DIRS", str(Path(__file__).parent / "fixtures" / "examples"))
 os.environ.setdefault("CELERY_QUEUE", f"mlops-test-{os.getpid()}")
 os.environ.setdefault("MLOPS_TRAINING_POLL_SECONDS", "0.5")
+os.environ.setdefault("MLOPS_DEPLOY_POLL_SECONDS", "0.5")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# One router port per test session, known to every worker the tests start (tests/deployments/conftest.py).
+os.environ.setdefault("MLOPS_ROUTER_URL", f"http://127.0.0.1:{_free_port()}")
 
 from mlopsportal.settings import *  # noqa: E402,F403
 

@@ -3,48 +3,14 @@
 Headless Chromium (Debian's `chromium`) driven by Playwright, against the live server, with a real worker.
 Screenshots go to test-artifacts/.
 """
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 
 from models_registry import services
 from models_registry.models import ModelVersion
 
-from .conftest import PASSWORD
+from .conftest import ARTIFACTS, PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM = os.environ.get("MLOPS_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture
-def browser_page():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("MLOPS_REQUIRE_BROWSER"):
-            pytest.fail(f"Chromium not found at {CHROMIUM} (MLOPS_REQUIRE_BROWSER is set)")
-        pytest.skip(f"Chromium not found at {CHROMIUM}; install Debian's chromium package")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still synchronous.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(20_000)
-        yield page
-        browser.close()
-        # ORM calls made while Playwright's loop ran used connections of their own; close them here.
-        from django.db import connections
-
-        connections.close_all()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
 
 def launch_from_form(page, base, **params):
     page.goto(f"{base}/runs/new/?example=titanic")
@@ -88,3 +54,4 @@ def test_engineer_trains_two_versions_and_sees_them_charted(live_server, worker,
 
     page.goto(f"{base}/models/")
     page.screenshot(path=str(ARTIFACTS / "models-list.png"), full_page=True)
+

@@ -13,7 +13,9 @@ def test_groups_carry_the_documented_permissions():
     manager = {f"{p.content_type.app_label}.{p.codename}" for p in Group.objects.get(name=roles.MANAGER).permissions.all()}
     admin = {f"{p.content_type.app_label}.{p.codename}" for p in Group.objects.get(name=roles.ADMIN).permissions.all()}
     assert "models_registry.add_trainingrun" in engineer and "models_registry.add_modelversion" in engineer
-    assert all(code.split(".")[1].startswith("view_") for code in manager)
+    assert "deployments.add_promotion" in engineer and "deployments.approve_promotion" not in engineer
+    assert {code for code in manager if not code.split(".")[1].startswith("view_")} == {
+        "deployments.approve_promotion"}
     assert "models_registry.view_registeredmodel" in manager
     assert "auth.change_user" in admin and "models_registry.delete_registeredmodel" in admin
     assert not {"audit.change_auditevent", "audit.delete_auditevent", "audit.add_auditevent"} & (engineer | admin)

@@ -21,14 +21,25 @@ from tests.conftest import ROOT, _database_url, wait_for
 TITANIC = ROOT / "examples" / "titanic"
 
 
-@pytest.fixture(scope="session")
-def titanic_outputs(tmp_path_factory) -> Path:
-    """Train the Titanic model once per test session (small forest, a few seconds)."""
-    out = tmp_path_factory.mktemp("titanic-model")
-    subprocess.run([sys.executable, "training.py", "--data", "data/titanic.csv", "--output-dir", str(out),
-                    "--n_estimators", "40", "--cv_folds", "3"], cwd=TITANIC, check=True, capture_output=True,
-                   timeout=300)
-    return out
+_TRAINED: list[Path] = []
+
+
+def titanic_trained_once() -> Path:
+    """Train the Titanic model once per test session (small forest, a few seconds); its output folder."""
+    if not _TRAINED:
+        import tempfile
+
+        out = Path(tempfile.mkdtemp(prefix="titanic-model-"))
+        subprocess.run([sys.executable, "training.py", "--data", "data/titanic.csv", "--output-dir", str(out),
+                        "--n_estimators", "40", "--cv_folds", "3"], cwd=TITANIC, check=True, capture_output=True,
+                       timeout=300)
+        _TRAINED.append(out)
+    return _TRAINED[0]
+
+
+@pytest.fixture
+def titanic_outputs() -> Path:
+    return titanic_trained_once()
 
 
 def make_version(user, outputs: Path, *, model_name="titanic", score_py: str | None = None, job_suffix=""):
@@ -72,17 +83,11 @@ def stop_deployment_servers():
             pass
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def router(transactional_db, tmp_path, settings):
-    """The endpoint router as its own process (manage.py run_router), against the test database."""
-    port = _free_port()
-    settings.MLOPS_ROUTER_URL = f"http://127.0.0.1:{port}"
+    """The endpoint router as its own process (manage.py run_router), against the test database, on the port that
+    tests/settings.py chose for this session (so workers know it too)."""
+    port = int(settings.MLOPS_ROUTER_URL.rsplit(":", 1)[1])
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url(),
            "DATABASE_CONN_MAX_AGE": "0"}
     log = open(tmp_path / "router.log", "wb")

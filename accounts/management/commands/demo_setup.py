@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand
 
 from accounts import roles
 from deployments import services as serving
-from deployments.models import DeploymentProfile, Endpoint
+from deployments.models import DeploymentProfile, Endpoint, FunctionalTestCase, StressProfile
 from mlopsportal import examples
 from models_registry import services
 
@@ -48,6 +48,7 @@ class Command(BaseCommand):
         )
         self.stdout.write(("Registered" if created else "Found") + f" model '{model.name}' (key metric {model.key_metric}).")
         self._endpoints(admin)
+        self._checks(model, example)
         self.stdout.write("Demo users (for trying the portal only; change or remove them before real use):")
         for line in lines:
             self.stdout.write(line)
@@ -67,3 +68,16 @@ class Command(BaseCommand):
             if not Endpoint.objects.filter(name=name).exists():
                 serving.endpoint_create(name=name, stage=stage, profile=profile, actor=admin)
                 self.stdout.write(f"Created {stage} endpoint '{name}'.")
+
+    def _checks(self, model, example) -> None:
+        """The example's functional test cases and a stress profile with the seed's six passengers."""
+        import json
+
+        cases = json.loads((example.path / "tests" / "functional_cases.json").read_text())
+        for case in cases:
+            FunctionalTestCase.objects.get_or_create(model=model, name=case["name"], defaults=dict(
+                payload=case["payload"], expect_field=case["expect"]["field"], expected_value=case["expect"]["equals"]))
+        payloads = json.loads((example.path / "tests" / "stress_payloads.json").read_text())
+        StressProfile.objects.get_or_create(model=model, name="seed-six-passengers", defaults=dict(
+            concurrency=4, duration_seconds=10, payloads=payloads, p95_ms_max=500, error_rate_max=0.01, min_rps=10,
+            shards=1))

@@ -1,0 +1,415 @@
+"""The promotion pipeline: staging deploy, functional tests, stress test, approval, blue/green rollout.
+
+A promotion is a row with a list of steps. `promotion_advance` (run by a Celery task, again and again) takes a short
+lease on the promotion, runs the first open step's handler, and records what it says:
+
+* done    – the step succeeded; advance again at once
+* wait    – something slow is under way (a server starting, a stress run); advance again in a few seconds
+* pause   – waiting for a person (approval); the approve action advances it again
+* fail    – stop: put production traffic back as it was, remove what this promotion deployed, say why
+
+Handlers are written to be run again after a crash (they look at what already exists before creating anything), so a
+worker that dies mid-step only delays the promotion: beat's resume task finds it once the lease has expired.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from audit.services import audit_record
+from mlopsportal.backends import BackendError
+from mlopsportal.lib.queue import publish
+
+from . import checks, services
+from .models import (
+    Deployment,
+    Endpoint,
+    FunctionalTestCase,
+    Promotion,
+    PromotionStep,
+    StressProfile,
+    StressRun,
+    TestOutcome,
+)
+
+log = logging.getLogger(__name__)
+Step = PromotionStep.Status
+State = Promotion.State
+LEASE = timedelta(seconds=90)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # "done", "skip", "wait", "pause" or "fail"
+    detail: str = ""
+    seconds: float = 0
+
+
+def done(detail=""):
+    return Outcome("done", detail)
+
+
+def wait(detail="", seconds=None):
+    return Outcome("wait", detail, seconds if seconds is not None else settings.MLOPS_DEPLOY_POLL_SECONDS)
+
+
+def fail(detail):
+    return Outcome("fail", detail)
+
+
+# --- starting and deciding ----------------------------------------------------------------------------------------
+def promotion_start(*, version, production_endpoint: Endpoint, staging_endpoint: Endpoint,
+                    stress_profile: StressProfile | None, reason: str, actor) -> Promotion:
+    """Create the promotion and queue its first step. Raises ValidationError with a clear message when refused."""
+    from . import tasks
+
+    errors = []
+    if production_endpoint.stage != Endpoint.Stage.PRODUCTION:
+        errors.append(f"{production_endpoint.name} is not a production endpoint.")
+    if staging_endpoint.stage != Endpoint.Stage.STAGING:
+        errors.append(f"{staging_endpoint.name} is not a staging endpoint.")
+    if stress_profile is not None and stress_profile.model_id != version.model_id:
+        errors.append(f"Stress profile {stress_profile.name} belongs to another model.")
+    if errors:
+        raise ValidationError(errors)
+    steps = [("validate", "Validate"), ("deploy_staging", f"Deploy to {staging_endpoint.name}"),
+             ("functional", "Functional tests"), ("stress", "Stress test"), ("approval", "Approval"),
+             ("deploy_production", f"Deploy to {production_endpoint.name} beside the serving deployment")]
+    traffic_steps = production_endpoint.traffic_step_list()
+    steps += [(f"traffic_{p}", f"Shift {p}% of traffic, check") for p in traffic_steps]
+    steps += [("finish", "Record what now serves production")]
+    try:
+        with transaction.atomic():
+            promotion = Promotion.objects.create(
+                version=version, production_endpoint=production_endpoint, staging_endpoint=staging_endpoint,
+                stress_profile=stress_profile, reason=reason, requested_by=actor,
+                approval_required=production_endpoint.approval_required, traffic_steps=traffic_steps)
+            PromotionStep.objects.bulk_create([
+                PromotionStep(promotion=promotion, position=i, kind=kind, label=label,
+                              status=Step.SKIPPED if kind == "approval" and not promotion.approval_required
+                              else Step.PENDING)
+                for i, (kind, label) in enumerate(steps)])
+            audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=promotion,
+                         summary=f"asked to promote {version} to {production_endpoint.name}")
+            publish(tasks.promotion_advance, promotion.pk)
+    except IntegrityError:
+        running = Promotion.objects.filter(production_endpoint=production_endpoint,
+                                           state__in=Promotion.ACTIVE).first()
+        raise ValidationError(f"{running or 'Another promotion'} is still in progress on "
+                              f"{production_endpoint.name}; wait for it to finish.") from None
+    return promotion
+
+
+def promotion_decide(*, promotion: Promotion, actor, approve: bool, comment: str) -> Promotion:
+    from . import tasks
+
+    if not comment.strip():
+        raise ValidationError("Say why, in a comment.")
+    if promotion.requested_by_id == actor.pk:
+        raise ValidationError("You asked for this promotion; someone else must approve or reject it.")
+    with transaction.atomic():
+        promotion = Promotion.objects.select_for_update().get(pk=promotion.pk)
+        if promotion.state != State.AWAITING_APPROVAL:
+            raise ValidationError(f"This promotion is not waiting for approval (it is "
+                                  f"{promotion.get_state_display().lower()}).")
+        now = timezone.now()
+        Promotion.objects.filter(pk=promotion.pk).update(
+            decided_by=actor, decision="approved" if approve else "rejected", decision_comment=comment,
+            decided_at=now, state=State.RUNNING if approve else State.REJECTED, finished_at=None if approve else now)
+        step = promotion.steps.get(kind="approval")
+        PromotionStep.objects.filter(pk=step.pk).update(
+            status=Step.SUCCEEDED if approve else Step.FAILED, finished_at=now,
+            detail=f"{'Approved' if approve else 'Rejected'} by {actor.get_username()}: {comment}")
+        audit_record(actor=actor, action=AuditEvent.Action.UPDATE, target=promotion,
+                     summary=f"{'approved' if approve else 'rejected'} {promotion}: {comment}")
+        if approve:
+            publish(tasks.promotion_advance, promotion.pk)
+        else:
+            promotion.steps.filter(status__in=PromotionStep.OPEN).update(status=Step.CANCELED)
+    if not approve:
+        _clean_up(Promotion.objects.get(pk=promotion.pk), production_too=True)
+    promotion.refresh_from_db()
+    return promotion
+
+
+# --- advancing ----------------------------------------------------------------------------------------------------
+def promotion_advance(*, promotion_id: int) -> float | None:
+    """Run the current step. Returns seconds until the next advance, or None when nothing is to be scheduled."""
+    now = timezone.now()
+    leased = Promotion.objects.filter(pk=promotion_id, state=State.RUNNING).filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now)).update(lease_until=now + LEASE, updated_at=now)
+    if not leased:
+        return None
+    promotion = Promotion.objects.select_related("version__model", "version__training_run", "staging_endpoint",
+                                                 "production_endpoint", "stress_profile").get(pk=promotion_id)
+    try:
+        step = promotion.steps.filter(status__in=PromotionStep.OPEN).order_by("position").first()
+        if step is None:
+            return None
+        if step.status == Step.PENDING:
+            PromotionStep.objects.filter(pk=step.pk).update(status=Step.RUNNING, started_at=timezone.now())
+            step.status = Step.RUNNING
+        try:
+            outcome = HANDLERS[step.kind](promotion, step)
+        except (BackendError, ValidationError) as exc:
+            if isinstance(exc, BackendError) and not exc.permanent:
+                return settings.MLOPS_DEPLOY_POLL_SECONDS * 2  # transient: try the step again shortly
+            outcome = fail(" ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc))
+        return _record(promotion, step, outcome)
+    finally:
+        Promotion.objects.filter(pk=promotion_id).update(lease_until=None)
+
+
+def _record(promotion: Promotion, step: PromotionStep, outcome: Outcome) -> float | None:
+    now = timezone.now()
+    if outcome.kind in ("done", "skip"):
+        PromotionStep.objects.filter(pk=step.pk).update(
+            status=Step.SUCCEEDED if outcome.kind == "done" else Step.SKIPPED, finished_at=now, detail=outcome.detail)
+        return 0
+    if outcome.kind == "wait":
+        PromotionStep.objects.filter(pk=step.pk).update(status=Step.RUNNING, detail=outcome.detail)
+        return outcome.seconds
+    if outcome.kind == "pause":
+        PromotionStep.objects.filter(pk=step.pk).update(status=Step.WAITING, detail=outcome.detail)
+        Promotion.objects.filter(pk=promotion.pk, state=State.RUNNING).update(state=State.AWAITING_APPROVAL)
+        return None
+    PromotionStep.objects.filter(pk=step.pk).update(status=Step.FAILED, finished_at=now, detail=outcome.detail)
+    promotion_fail(promotion=promotion, reason=f"{step.label}: {outcome.detail}")
+    return None
+
+
+def promotion_fail(*, promotion: Promotion, reason: str) -> None:
+    """Stop the promotion: production traffic back as it was, this promotion's deployments removed."""
+    updated = Promotion.objects.filter(pk=promotion.pk, state__in=Promotion.ACTIVE).update(
+        state=State.FAILED, failure_reason=reason, finished_at=timezone.now())
+    if not updated:
+        return
+    promotion.steps.filter(status__in=PromotionStep.OPEN).update(status=Step.CANCELED)
+    promotion.refresh_from_db()
+    _clean_up(promotion, production_too=True)
+    audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=promotion, via="system",
+                 summary=f"stopped {promotion}: {reason}"[:500])
+
+
+def _clean_up(promotion: Promotion, *, production_too: bool) -> None:
+    if production_too and promotion.previous_traffic is not None:
+        live = set(promotion.production_endpoint.deployments.filter(status__in=Deployment.LIVE)
+                   .values_list("name", flat=True))
+        restore = {name: pct for name, pct in promotion.previous_traffic.items() if name in live}
+        if sum(restore.values()) in (0, 100):
+            services.endpoint_traffic_set(endpoint=promotion.production_endpoint, traffic=restore, actor=None,
+                                          reason=f"{promotion} stopped; traffic restored")
+    for deployment in (promotion.production_deployment if production_too else None, promotion.staging_deployment):
+        if deployment is not None:
+            _remove_now(deployment)
+
+
+def _remove_now(deployment: Deployment) -> None:
+    deployment.refresh_from_db()
+    if deployment.status in (Deployment.Status.DELETED,):
+        return
+    if deployment.traffic:
+        return  # never pull a deployment that serves traffic
+    Deployment.objects.filter(pk=deployment.pk).update(status=Deployment.Status.DELETING)
+    services.deployment_remove(deployment_id=deployment.pk)
+
+
+def promotions_resume() -> list[int]:
+    """Running promotions that nobody advanced for a while (their worker died) get advanced again."""
+    from . import tasks
+
+    cutoff = timezone.now() - timedelta(seconds=settings.MLOPS_PROMOTION_STALE_SECONDS)
+    stale = list(Promotion.objects.filter(state=State.RUNNING, updated_at__lt=cutoff)
+                 .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=timezone.now()))
+                 .values_list("pk", flat=True))
+    for promotion_id in stale:
+        tasks.promotion_advance.delay(promotion_id)
+    return stale
+
+
+# --- the steps ----------------------------------------------------------------------------------------------------
+def _validate(promotion: Promotion, step: PromotionStep) -> Outcome:
+    version = promotion.version
+    problems = []
+    if version.training_run is None or not version.training_run.backend_job_id:
+        problems.append(f"{version} has no training run whose code holds score.py")
+    if not FunctionalTestCase.objects.filter(model=version.model, enabled=True).exists():
+        problems.append(f"model {version.model.name} has no functional test cases")
+    if promotion.stress_profile is None:
+        problems.append("no stress profile was chosen")
+    if problems:
+        return fail("; ".join(problems) + ".")
+    return done(f"{version}, {FunctionalTestCase.objects.filter(model=version.model, enabled=True).count()} "
+                f"functional cases, stress profile {promotion.stress_profile.name}.")
+
+
+def _wait_for_deployment(promotion: Promotion, field: str, endpoint: Endpoint, name: str) -> Outcome:
+    deployment = getattr(promotion, field)
+    if deployment is None:
+        existing = endpoint.deployments.filter(name=name).exclude(status=Deployment.Status.DELETED).first()
+        if existing is not None and existing.model_version_id == promotion.version_id:
+            deployment = existing  # created before a crash
+        else:
+            deployment = Deployment.objects.create(
+                endpoint=endpoint, name=name, model_version=promotion.version,
+                serving_settings=endpoint.profile.serving_settings(), created_by=promotion.requested_by)
+        Promotion.objects.filter(pk=promotion.pk).update(**{field: deployment})
+        setattr(promotion, field, deployment)
+    if deployment.status == Deployment.Status.CREATING:
+        if not deployment.backend_ref:
+            services.deployment_start(deployment_id=deployment.pk)
+        else:
+            services.deployment_poll(deployment_id=deployment.pk)
+        deployment.refresh_from_db()
+    if deployment.status == Deployment.Status.HEALTHY:
+        return done(f"{deployment} is healthy.")
+    if deployment.status == Deployment.Status.CREATING:
+        return wait(f"Waiting for {deployment} to become healthy.")
+    return fail(f"{deployment} is {deployment.get_status_display().lower()}. {deployment.error}".strip())
+
+
+def _deploy_staging(promotion: Promotion, step: PromotionStep) -> Outcome:
+    return _wait_for_deployment(promotion, "staging_deployment", promotion.staging_endpoint, f"p{promotion.pk}")
+
+
+def _functional(promotion: Promotion, step: PromotionStep) -> Outcome:
+    deployment = promotion.staging_deployment
+    run = checks.functional_run(deployment=deployment, promotion=promotion,
+                                through_endpoint_url=services.endpoint_scoring_url(promotion.staging_endpoint))
+    failed = [r for r in run.results if not r["passed"]]
+    if failed:
+        return fail(f"{len(failed)} of {len(run.results)} cases failed: "
+                    + "; ".join(f"{r['case']} ({r['reason']})" for r in failed))
+    return done(f"All {len(run.results)} cases passed.")
+
+
+def _stress(promotion: Promotion, step: PromotionStep) -> Outcome:
+    from . import tasks
+
+    run = promotion.stress_runs.order_by("-started_at").first()
+    if run is None:
+        run = StressRun.objects.create(deployment=promotion.staging_deployment, promotion=promotion,
+                                       plan=promotion.stress_profile.plan())
+        url = services.endpoint_scoring_url(promotion.staging_endpoint)
+        for shard in range(run.plan["shards"]):
+            tasks.stress_shard.delay(run.pk, shard, url)
+    if run.status == TestOutcome.RUNNING:
+        done_shards = set(run.shard_results.values_list("index", flat=True))
+        if len(done_shards) < run.plan["shards"]:
+            elapsed = (timezone.now() - run.started_at).total_seconds()
+            planned = run.plan["duration_seconds"] or 0
+            if run.requeued == 0 and elapsed > planned + settings.MLOPS_STRESS_REQUEUE_SECONDS:
+                # A worker died holding a shard: queue the missing ones again, once.
+                if StressRun.objects.filter(pk=run.pk, requeued=0).update(requeued=1):
+                    url = services.endpoint_scoring_url(promotion.staging_endpoint)
+                    for shard in sorted(set(range(run.plan["shards"])) - done_shards):
+                        tasks.stress_shard.delay(run.pk, shard, url)
+                return wait("Some stress shards did not report back; queued them again.", seconds=1)
+            if elapsed > 2 * planned + settings.MLOPS_STRESS_REQUEUE_SECONDS + settings.MLOPS_STRESS_GRACE_SECONDS:
+                StressRun.objects.filter(pk=run.pk).update(status=TestOutcome.FAILED, finished_at=timezone.now(),
+                                                           missed=["a shard never reported back"])
+                return fail(f"Only {len(done_shards)} of {run.plan['shards']} stress shards reported back in time.")
+            return wait(f"Stress test running: {len(done_shards)} of {run.plan['shards']} shards done.", seconds=1)
+        run = checks.stress_finish(run)
+    s = run.summary
+    figures = (f"{s['requests']} requests, {s['throughput_rps']} req/s, p50 {s['p50_ms']} ms, p95 {s['p95_ms']} ms, "
+               f"p99 {s['p99_ms']} ms, errors {s['error_rate']:.2%}")
+    if run.status == TestOutcome.FAILED:
+        return fail(f"Thresholds missed: {'; '.join(run.missed)} ({figures}).")
+    return done(figures + ".")
+
+
+def _approval(promotion: Promotion, step: PromotionStep) -> Outcome:
+    if promotion.decision == "approved":
+        return done(step.detail)
+    return Outcome("pause", "Waiting for a manager or an admin other than the requester.")
+
+
+def _deploy_production(promotion: Promotion, step: PromotionStep) -> Outcome:
+    endpoint = promotion.production_endpoint
+    if promotion.previous_traffic is None:
+        live = list(endpoint.deployments.filter(status__in=Deployment.LIVE))
+        promotion.previous_traffic = {d.name: d.traffic for d in live}
+        Promotion.objects.filter(pk=promotion.pk).update(previous_traffic=promotion.previous_traffic)
+        # Keep one deployment to roll back to: the one serving now. An older idle one makes room for the new one.
+        for idle in live:
+            if idle.traffic == 0:
+                _remove_now(idle)
+    serving = {name for name, pct in promotion.previous_traffic.items() if pct}
+    name = "green" if "blue" in serving else "blue"
+    return _wait_for_deployment(promotion, "production_deployment", endpoint, name)
+
+
+def _traffic(promotion: Promotion, step: PromotionStep) -> Outcome:
+    percent = int(step.kind.split("_")[1])
+    new = promotion.production_deployment
+    others = {n: p for n, p in (promotion.previous_traffic or {}).items() if p and n != new.name}
+    if not others and percent != 100:
+        return Outcome("skip", "Nothing served production before: the new deployment takes all traffic at the "
+                               "last step.")
+    rest = 100 - percent
+    traffic = {new.name: percent}
+    total_before = sum(others.values())
+    for name, pct in others.items():
+        traffic[name] = round(rest * pct / total_before) if total_before else 0
+    drift = 100 - sum(traffic.values())
+    if drift and others:
+        first_other = next(iter(others))
+        traffic[first_other] += drift
+    services.endpoint_traffic_set(endpoint=promotion.production_endpoint, traffic=traffic, actor=None,
+                                  reason=f"{promotion}: step to {percent}%")
+    run = checks.functional_run(deployment=new, promotion=promotion,
+                                through_endpoint_url=services.endpoint_scoring_url(promotion.production_endpoint))
+    failed = [r for r in run.results if not r["passed"]]
+    if failed:
+        return fail(f"smoke check at {percent}% failed: " + "; ".join(f"{r['case']} ({r['reason']})" for r in failed))
+    return done(f"{new.name} takes {percent}%; smoke check passed ({len(run.results)} cases).")
+
+
+def _finish(promotion: Promotion, step: PromotionStep) -> Outcome:
+    staging = promotion.staging_deployment
+    if staging is not None:
+        _remove_now(staging)
+    with transaction.atomic():
+        updated = Promotion.objects.filter(pk=promotion.pk, state=State.RUNNING).update(
+            state=State.SUCCEEDED, finished_at=timezone.now())
+        if updated:
+            audit_record(actor=promotion.requested_by, action=AuditEvent.Action.UPDATE,
+                         target=promotion.production_endpoint,
+                         summary=f"{promotion.version} now serves {promotion.production_endpoint.name} "
+                                 f"({promotion})")
+    return done(f"{promotion.version} serves {promotion.production_endpoint.name} as "
+                f"{promotion.production_deployment.name}; the previous deployment stays for rollback.")
+
+
+HANDLERS = {
+    "validate": _validate, "deploy_staging": _deploy_staging, "functional": _functional, "stress": _stress,
+    "approval": _approval, "deploy_production": _deploy_production, "finish": _finish,
+}
+HANDLERS.update({f"traffic_{p}": _traffic for p in range(1, 101)})
+
+
+# --- rollback -----------------------------------------------------------------------------------------------------
+def endpoint_rollback(*, endpoint: Endpoint, actor) -> Deployment:
+    """Put all traffic back on the deployment that served before the current one."""
+    if endpoint.stage != Endpoint.Stage.PRODUCTION:
+        raise ValidationError("Rollback is for production endpoints.")
+    if Promotion.objects.filter(production_endpoint=endpoint, state__in=Promotion.ACTIVE).exists():
+        raise ValidationError("A promotion is in progress on this endpoint; wait for it to finish.")
+    live = list(endpoint.deployments.filter(status__in=Deployment.LIVE).select_related("model_version__model"))
+    current = max(live, key=lambda d: d.traffic, default=None)
+    previous = [d for d in live if d is not current and d.status == Deployment.Status.HEALTHY]
+    if current is None or not current.traffic or not previous:
+        raise ValidationError("There is no previous deployment to roll back to.")
+    target = max(previous, key=lambda d: d.created_at)
+    services.endpoint_traffic_set(endpoint=endpoint, traffic={target.name: 100}, actor=actor,
+                                  reason=f"rolled back from {current.model_version} to {target.model_version}")
+    return target

@@ -1,0 +1,183 @@
+"""The promotion pipeline end to end on the local backend: real workers, real inference servers, the router."""
+import pytest
+import requests
+from django.core.exceptions import ValidationError
+
+from deployments import promotions, services
+from deployments.models import (
+    Deployment,
+    DeploymentProfile,
+    Endpoint,
+    FunctionalTestCase,
+    Promotion,
+    PromotionStep,
+    StressProfile,
+    StressRun,
+)
+from tests.conftest import wait_for
+
+from .conftest import make_version
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+SEED = {"Pclass": 1, "Sex": 0, "Age": 38, "SibSp": 1, "Parch": 0, "Fare": 71.2833, "Embarked": 2}
+SIX = [{"Pclass": 3, "Sex": 1, "Age": 34.5, "SibSp": 0, "Parch": 0, "Fare": 7.8292, "Embarked": 2},
+       {"Pclass": 3, "Sex": 0, "Age": 40, "SibSp": 1, "Parch": 1, "Fare": 2.56, "Embarked": 0}]
+
+
+@pytest.fixture
+def setup(engineer, staging, profile):
+    prod_profile = DeploymentProfile.objects.create(name="prod", instance_count=1, request_timeout_ms=5000)
+    prod = services.endpoint_create(name="titanic-prod", stage="production", profile=prod_profile, actor=engineer)
+    Endpoint.objects.filter(pk=prod.pk).update(traffic_steps="50,100")
+    prod.refresh_from_db()
+    return staging, prod
+
+
+def add_checks(model, *, expected=1, p95_ms_max=2000.0):
+    FunctionalTestCase.objects.create(model=model, name="seed passenger survives", payload=SEED,
+                                      expect_field="prediction", expected_value=expected)
+    return StressProfile.objects.create(model=model, name="quick", concurrency=4, duration_seconds=2, payloads=SIX,
+                                        p95_ms_max=p95_ms_max, error_rate_max=0.0, min_rps=1, shards=2)
+
+
+def promote(version, setup, actor, stress):
+    staging, prod = setup
+    return promotions.promotion_start(version=version, production_endpoint=prod, staging_endpoint=staging,
+                                      stress_profile=stress, reason="better model", actor=actor)
+
+
+def settle(promotion, states, timeout=120):
+    def reached():
+        promotion.refresh_from_db()
+        return promotion.state in states
+
+    wait_for(reached, timeout=timeout, message=f"{promotion} to reach {states}")
+    return promotion
+
+
+def serving(endpoint):
+    return {d.name: (d.model_version.version, d.traffic) for d in
+            endpoint.deployments.filter(status__in=Deployment.LIVE).select_related("model_version")}
+
+
+def test_promote_v1_then_v2_blue_green_then_rollback(worker, router, engineer, manager, setup, titanic_outputs):
+    staging, prod = setup
+    v1 = make_version(engineer, titanic_outputs)
+    stress = add_checks(v1.model)
+
+    first = settle(promote(v1, setup, engineer, stress), {"awaiting", "failed"})
+    assert first.state == "awaiting", first.failure_reason
+    stress_run = StressRun.objects.get(promotion=first)
+    assert stress_run.status == "passed" and stress_run.shard_results.count() == 2
+    assert stress_run.summary["requests"] > 0 and stress_run.summary["by_status"] == {"200": stress_run.summary["requests"]}
+    assert stress_run.series and stress_run.latency_buckets
+    with pytest.raises(ValidationError, match="someone else must approve"):
+        promotions.promotion_decide(promotion=first, actor=engineer, approve=True, comment="looks fine")
+    with pytest.raises(ValidationError, match="Say why"):
+        promotions.promotion_decide(promotion=first, actor=manager, approve=True, comment=" ")
+    promotions.promotion_decide(promotion=first, actor=manager, approve=True, comment="tests and stress are green")
+    first = settle(first, {"succeeded", "failed"})
+    assert first.state == "succeeded", first.failure_reason
+    assert serving(prod) == {"blue": (1, 100)}
+    assert not staging.deployments.filter(status__in=Deployment.LIVE).exists()  # the staging copy is removed
+
+    # The seed's functional test, as a client would run it against production.
+    response = requests.post(services.endpoint_scoring_url(prod), json=SEED,
+                             headers={"Authorization": f"Bearer {prod.key}"}, timeout=10)
+    assert response.status_code == 200 and response.json()["prediction"] == 1
+
+    v2 = make_version(engineer, titanic_outputs, job_suffix="-v2")
+    second = settle(promote(v2, setup, engineer, stress), {"awaiting", "failed"})
+    promotions.promotion_decide(promotion=second, actor=manager, approve=True, comment="ok")
+    second = settle(second, {"succeeded", "failed"})
+    assert second.state == "succeeded", second.failure_reason
+    assert serving(prod) == {"blue": (1, 0), "green": (2, 100)}  # v1 kept, idle, for rollback
+    steps = list(second.steps.values_list("kind", "status"))
+    assert ("traffic_50", "succeeded") in steps and ("traffic_100", "succeeded") in steps
+    assert "step to 50%" in " ".join(prod_audit(prod))
+
+    promotions.endpoint_rollback(endpoint=prod, actor=engineer)
+    assert serving(prod) == {"blue": (1, 100), "green": (2, 0)}
+    assert any("rolled back from titanic v2 to titanic v1" in s for s in prod_audit(prod))
+
+
+def prod_audit(endpoint):
+    from audit.models import AuditEvent
+
+    return list(AuditEvent.objects.filter(target_id=str(endpoint.pk), target_type__model="endpoint")
+                .values_list("summary", flat=True))
+
+
+def test_failing_functional_case_stops_before_production(worker, router, engineer, setup, titanic_outputs):
+    staging, prod = setup
+    v1 = make_version(engineer, titanic_outputs)
+    stress = add_checks(v1.model, expected=0)  # the seed passenger survives: this expectation is wrong
+    promotion = settle(promote(v1, setup, engineer, stress), {"failed", "awaiting", "succeeded"})
+    assert promotion.state == "failed"
+    assert "Functional tests: 1 of 1 cases failed: seed passenger survives (prediction is 1, expected 0)" \
+        in promotion.failure_reason
+    statuses = dict(promotion.steps.values_list("kind", "status"))
+    assert statuses["functional"] == "failed" and statuses["stress"] == "canceled"
+    assert serving(prod) == {} and not staging.deployments.filter(status__in=Deployment.LIVE).exists()
+    run = promotion.functional_runs.get()
+    assert run.results[0]["status"] == 200 and '"prediction": 1' in run.results[0]["body"]
+
+
+def test_missed_stress_threshold_stops_with_evidence(worker, router, engineer, setup, titanic_outputs):
+    staging, prod = setup
+    v1 = make_version(engineer, titanic_outputs)
+    stress = add_checks(v1.model, p95_ms_max=0.001)
+    promotion = settle(promote(v1, setup, engineer, stress), {"failed", "awaiting", "succeeded"})
+    assert promotion.state == "failed" and "Thresholds missed: p95 latency" in promotion.failure_reason
+    run = StressRun.objects.get(promotion=promotion)
+    assert run.status == "failed" and run.summary["requests"] > 0 and run.missed
+    assert serving(prod) == {}
+
+
+def test_failing_init_stops_at_staging_with_log(worker, router, engineer, setup, titanic_outputs):
+    staging, prod = setup
+    broken = "def init():\n    raise RuntimeError('cannot load weights')\n\ndef run(raw):\n    return raw\n"
+    v1 = make_version(engineer, titanic_outputs, score_py=broken)
+    stress = add_checks(v1.model)
+    promotion = settle(promote(v1, setup, engineer, stress), {"failed", "awaiting", "succeeded"})
+    assert promotion.state == "failed" and "cannot load weights" in promotion.failure_reason
+    assert dict(promotion.steps.values_list("kind", "status"))["deploy_staging"] == "failed"
+    assert serving(prod) == {}
+
+
+def test_second_promotion_to_same_endpoint_is_refused(engineer, setup, titanic_outputs, settings):
+    v1 = make_version(engineer, titanic_outputs)
+    stress = add_checks(v1.model)
+    promote(v1, setup, engineer, stress)  # no worker: it stays running
+    with pytest.raises(ValidationError, match="is still in progress on titanic-prod"):
+        promote(v1, setup, engineer, stress)
+    assert Promotion.objects.count() == 1
+
+
+def test_rejected_promotion_cleans_up(worker, router, engineer, manager, setup, titanic_outputs):
+    staging, prod = setup
+    v1 = make_version(engineer, titanic_outputs)
+    promotion = settle(promote(v1, setup, engineer, add_checks(v1.model)), {"awaiting", "failed"})
+    promotions.promotion_decide(promotion=promotion, actor=manager, approve=False, comment="not this quarter")
+    promotion.refresh_from_db()
+    assert promotion.state == "rejected" and promotion.decision_comment == "not this quarter"
+    assert dict(promotion.steps.values_list("kind", "status"))["deploy_production"] == "canceled"
+    wait_for(lambda: not staging.deployments.filter(status__in=Deployment.LIVE).exists(), message="staging cleanup")
+
+
+def test_killed_worker_mid_promotion_resumes(start_celery, router, engineer, manager, setup, titanic_outputs):
+    staging, prod = setup
+    fast = {"MLOPS_RESUME_STALE_EVERY": "1", "MLOPS_PROMOTION_STALE_SECONDS": "3", "MLOPS_STRESS_REQUEUE_SECONDS": "3"}
+    v1 = make_version(engineer, titanic_outputs)
+    first = start_celery("worker", **fast)
+    promotion = promote(v1, setup, engineer, add_checks(v1.model))
+    wait_for(lambda: PromotionStep.objects.filter(promotion=promotion, kind="stress", status="running").exists(),
+             timeout=90, message="stress step to start")
+    first.kill()
+    start_celery("worker", **fast)
+    start_celery("beat", **fast)
+    promotion = settle(promotion, {"awaiting", "failed"}, timeout=150)
+    assert promotion.state == "awaiting", promotion.failure_reason
+    assert not promotion.steps.filter(status="running").exists()
+    run = StressRun.objects.get(promotion=promotion)
+    assert run.requeued == 1 and run.status == "passed" and run.shard_results.count() == 2

@@ -1,0 +1,194 @@
+"""Promotion pages: who may promote, approve and roll back; evidence shown; bad input changes nothing."""
+import pytest
+from django.urls import reverse
+
+from deployments import promotions, services
+from deployments.models import (
+    Deployment,
+    DeploymentProfile,
+    FunctionalTestRun,
+    Promotion,
+    PromotionStep,
+    StressProfile,
+    StressRun,
+)
+from tests.models_registry.factories import make_model, make_run
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world(engineer):
+    profile = DeploymentProfile.objects.create(name="p")
+    staging = services.endpoint_create(name="titanic-staging", stage="staging", profile=profile, actor=engineer)
+    prod = services.endpoint_create(name="titanic-prod", stage="production", profile=profile, actor=engineer)
+    model = make_model(engineer, name="titanic", versions=2)
+    stress = StressProfile.objects.create(model=model, name="quick", concurrency=2, duration_seconds=1,
+                                          payloads=[{"Pclass": 1}])
+    return staging, prod, model, stress
+
+
+def promote_data(world):
+    staging, prod, model, stress = world
+    return {"production_endpoint": prod.pk, "staging_endpoint": staging.pk, "stress_profile": stress.pk,
+            "reason": "better"}
+
+
+def test_manager_cannot_promote(manager_client, world):
+    url = reverse("deployments:version_promote", args=["titanic", 2])
+    assert manager_client.post(url, promote_data(world)).status_code == 403
+    assert not Promotion.objects.exists()
+
+
+def test_promote_bad_input_changes_nothing(engineer_client, world):
+    url = reverse("deployments:version_promote", args=["titanic", 2])
+    staging = world[0]
+    response = engineer_client.post(url, {**promote_data(world), "production_endpoint": staging.pk}, follow=True)
+    assert "Select a valid choice" in response.content.decode()
+    response = engineer_client.post(url, {**promote_data(world), "reason": ""}, follow=True)
+    assert "This field is required" in response.content.decode()
+    assert not Promotion.objects.exists()
+
+
+def test_promote_creates_pipeline_and_second_is_refused(engineer_client, world):
+    url = reverse("deployments:version_promote", args=["titanic", 2])
+    response = engineer_client.post(url, promote_data(world))
+    promotion = Promotion.objects.get()
+    assert response["Location"] == promotion.get_absolute_url()
+    kinds = list(promotion.steps.values_list("kind", flat=True))
+    assert kinds == ["validate", "deploy_staging", "functional", "stress", "approval", "deploy_production",
+                     "traffic_10", "traffic_50", "traffic_100", "finish"]
+    again = engineer_client.post(url, promote_data(world), follow=True)
+    assert "is still in progress on titanic-prod" in again.content.decode()
+    assert Promotion.objects.count() == 1
+
+
+def awaiting(world, engineer):
+    staging, prod, model, stress = world
+    promotion = Promotion.objects.create(version=model.latest_version, production_endpoint=prod,
+                                         staging_endpoint=staging, stress_profile=stress, requested_by=engineer,
+                                         approval_required=True, traffic_steps=[10, 50, 100],
+                                         state=Promotion.State.AWAITING_APPROVAL)
+    PromotionStep.objects.create(promotion=promotion, position=0, kind="approval", label="Approval",
+                                 status="waiting")
+    return promotion
+
+
+def test_requester_cannot_approve_and_engineer_has_no_approve_right(engineer_client, engineer, world):
+    promotion = awaiting(world, engineer)
+    url = reverse("deployments:promotion_decide", args=[promotion.pk])
+    assert engineer_client.post(url, {"decision": "approve", "comment": "mine"}).status_code == 403
+    promotion.refresh_from_db()
+    assert promotion.state == "awaiting"
+
+
+def test_admin_who_asked_cannot_approve_own(admin_client_, admin_user, world):
+    promotion = awaiting(world, admin_user)
+    response = admin_client_.post(reverse("deployments:promotion_decide", args=[promotion.pk]),
+                                  {"decision": "approve", "comment": "mine"}, follow=True)
+    assert "someone else must approve" in response.content.decode()
+    assert Promotion.objects.get(pk=promotion.pk).state == "awaiting"
+
+
+def test_manager_rejects_with_comment(manager_client, manager, engineer, world):
+    promotion = awaiting(world, engineer)
+    url = reverse("deployments:promotion_decide", args=[promotion.pk])
+    response = manager_client.post(url, {"decision": "approve", "comment": ""}, follow=True)
+    assert "say why in a comment" in response.content.decode()
+    page = manager_client.get(promotion.get_absolute_url()).content.decode()
+    assert 'data-testid="decision-form"' in page
+    manager_client.post(url, {"decision": "reject", "comment": "wait for the audit"})
+    promotion.refresh_from_db()
+    assert promotion.state == "rejected" and promotion.decided_by == manager
+    assert promotion.decision_comment == "wait for the audit"
+
+
+def test_promotion_page_shows_evidence_and_charts(manager_client, engineer, world):
+    promotion = awaiting(world, engineer)
+    staging = world[0]
+    deployment = Deployment.objects.create(endpoint=staging, name="p1", model_version=promotion.version,
+                                           status="healthy")
+    FunctionalTestRun.objects.create(deployment=deployment, promotion=promotion, status="passed", results=[
+        {"case": "seed passenger", "passed": True, "reason": "", "status": 200, "body": '{"prediction": 1}',
+         "ms": 3.2}])
+    StressRun.objects.create(
+        deployment=deployment, promotion=promotion, status="passed",
+        plan={"concurrency": 4, "duration_seconds": 2, "request_count": None, "shards": 2, "p95_ms_max": 100,
+              "error_rate_max": 0, "min_rps": 1, "payloads": []},
+        summary={"requests": 100, "failures": 0, "error_rate": 0, "throughput_rps": 50, "p50_ms": 5, "p90_ms": 8,
+                 "p95_ms": 9, "p99_ms": 12, "p99_9_ms": 15, "max_ms": 16, "by_status": {"200": 100},
+                 "by_exception": {}},
+        series=[{"t": 0, "ok": 50, "failed": 0, "p50": 5, "p95": 9, "p99": 12},
+                {"t": 1, "ok": 50, "failed": 0, "p50": 5, "p95": 8, "p99": 11}],
+        latency_buckets=[{"upto_ms": 5, "count": 60}, {"upto_ms": 16, "count": 40}])
+    body = manager_client.get(promotion.get_absolute_url()).content.decode()
+    assert "seed passenger" in body and "Latency percentiles over time" in body and "Latency histogram" in body
+    assert body.count("<polyline") >= 4 and "200: 100" in body
+    live = manager_client.get(promotion.get_absolute_url(), HTTP_HX_REQUEST="true", HTTP_HX_TARGET="promotion-live")
+    assert live.status_code == 286  # waiting on a person: no polling
+
+
+def test_rollback_rules(engineer_client, manager_client, engineer, world):
+    staging, prod, model, stress = world
+    url = reverse("deployments:endpoint_rollback", args=[prod.name])
+    assert manager_client.post(url).status_code == 403
+    response = engineer_client.post(url, follow=True)
+    assert "no previous deployment to roll back to" in response.content.decode()
+    old = Deployment.objects.create(endpoint=prod, name="blue", model_version=model.versions.get(version=1),
+                                    status="healthy", traffic=0)
+    Deployment.objects.create(endpoint=prod, name="green", model_version=model.latest_version, status="healthy",
+                              traffic=100)
+    engineer_client.post(url)
+    old.refresh_from_db()
+    assert old.traffic == 100
+    page = engineer_client.get(prod.get_absolute_url()).content.decode()
+    assert "rolled back from titanic v2 to titanic v1" in page
+
+
+def test_functional_case_validation(engineer):
+    from django.core.exceptions import ValidationError
+
+    from deployments.models import FunctionalTestCase
+
+    model = make_model(engineer, name="m1")
+    case = FunctionalTestCase(model=model, name="x", payload={"a": 1}, expect_field="prediction")
+    with pytest.raises(ValidationError, match="Say what the field must equal"):
+        case.full_clean()
+    case = FunctionalTestCase(model=model, name="x", payload={"a": 1}, expect_field="p", expected_value="yes",
+                              tolerance=0.1)
+    with pytest.raises(ValidationError, match="numeric expected value"):
+        case.full_clean()
+    case = FunctionalTestCase(model=model, name="x", payload={}, expect_field="p", expected_value=0.5, tolerance=0.1)
+    assert case.evaluate(200, '{"p": 0.55}') == (True, "")
+    assert case.evaluate(200, '{"p": 0.7}')[0] is False
+    assert case.evaluate(500, "oops") == (False, "HTTP 500, expected 200")
+    assert case.evaluate(200, "not json") == (False, "the response has no field 'p'")
+
+
+def test_stress_profile_validation(admin_client_, engineer):
+    model = make_model(engineer, name="m2")
+    url = reverse("admin:deployments_stressprofile_add")
+    base = {"model": model.pk, "name": "s", "concurrency": 4, "duration_seconds": 10, "request_count": "",
+            "payloads": '[{"Pclass": 1}]', "p95_ms_max": 100, "error_rate_max": 0.01, "min_rps": 1, "shards": 1}
+    for change, message in [({"payloads": "[{not json"}, "Enter a valid JSON"),
+                            ({"payloads": "[]"}, "non-empty JSON list"),
+                            ({"request_count": 100}, "either a duration or a request count"),
+                            ({"shards": 8}, "no more shards than concurrent users"),
+                            ({"error_rate_max": 2}, "less than or equal to 1")]:
+        response = admin_client_.post(url, {**base, **change})
+        assert message in response.content.decode(), change
+    assert not StressProfile.objects.filter(name="s").exists()
+    assert admin_client_.post(url, base).status_code == 302
+
+
+def test_validate_step_refuses_model_without_cases(engineer, world):
+    staging, prod, model, stress = world
+    run = make_run(engineer, backend_job_id="run-1-x")
+    version = model.latest_version
+    version.training_run = run
+    version.save()
+    promotion = promotions.promotion_start(version=version, production_endpoint=prod, staging_endpoint=staging,
+                                           stress_profile=stress, reason="r", actor=engineer)
+    assert promotions.promotion_advance(promotion_id=promotion.pk) is None
+    promotion.refresh_from_db()
+    assert promotion.state == "failed" and "has no functional test cases" in promotion.failure_reason
