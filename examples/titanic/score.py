@@ -104,8 +104,10 @@ def run(raw_data):
         rows, single = parse_payload(raw_data)
     except PayloadError as exc:
         return _error(str(exc))
-    predictions = model.predict(rows).astype(int).tolist()
-    probabilities = [round(float(p), 4) for p in model.predict_proba(rows)[:, 1]]
+    # One pass over the forest: the predicted class is the likelier one (predict() would walk the trees again).
+    proba = model.predict_proba(rows)
+    predictions = model.classes_[proba.argmax(axis=1)].astype(int).tolist()
+    probabilities = [round(float(p), 4) for p in proba[:, 1]]
     if single:
         return {"prediction": predictions[0], "probability": probabilities[0]}
     return {"predictions": predictions, "probabilities": probabilities}

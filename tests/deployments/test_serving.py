@@ -172,3 +172,12 @@ def test_try_it_page_sends_through_the_router(worker, router, engineer, engineer
     assert "&quot;prediction&quot;: 1" in body
     bad = engineer_client.post(url, {"payload": json.dumps({"Pclass": 1})}, HTTP_HX_REQUEST="true")
     assert "HTTP 400" in bad.content.decode() and "missing field(s)" in bad.content.decode()
+
+
+def test_deployment_outlives_the_worker_that_started_it(start_worker, engineer, staging, titanic_outputs):
+    worker = start_worker()
+    deployment = wait_healthy(services.deployment_create(
+        endpoint=staging, version=make_version(engineer, titanic_outputs), name="blue", actor=engineer))
+    worker.stop()  # a worker restart (or the web server's) must not take serving down
+    response = requests.post(deployment.scoring_url, json=SEED, timeout=10)
+    assert response.status_code == 200 and response.json()["prediction"] == 1

@@ -1,6 +1,7 @@
 """Runs the endpoint router (see deployments/router.py)."""
 from urllib.parse import urlparse
 
+import uvloop
 from aiohttp import web
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -19,4 +20,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, refresh, **options):
         self.stdout.write(f"Endpoint router on http://{host}:{port}/endpoints/<name>/score")
-        web.run_app(make_app(refresh), host=host, port=port, access_log=None, print=None)
+        # uvloop: the router sits on every scoring request's path, and its event loop is most of its cost.
+        web.run_app(make_app(refresh), host=host, port=port, access_log=None, print=None,
+                    loop=uvloop.new_event_loop())
