@@ -158,6 +158,7 @@ def test_rejected_promotion_cleans_up(worker, router, engineer, manager, setup, 
     staging, prod = setup
     v1 = make_version(engineer, titanic_outputs)
     promotion = settle(promote(v1, setup, engineer, add_checks(v1.model)), {"awaiting", "failed"})
+    assert promotion.state == "awaiting", promotion.failure_reason
     promotions.promotion_decide(promotion=promotion, actor=manager, approve=False, comment="not this quarter")
     promotion.refresh_from_db()
     assert promotion.state == "rejected" and promotion.decision_comment == "not this quarter"
@@ -181,3 +182,31 @@ def test_killed_worker_mid_promotion_resumes(start_celery, router, engineer, man
     assert not promotion.steps.filter(status="running").exists()
     run = StressRun.objects.get(promotion=promotion)
     assert run.requeued == 1 and run.status == "passed" and run.shard_results.count() == 2
+
+
+def test_failed_smoke_check_during_rollout_restores_production(router, engineer, setup, titanic_outputs):
+    """The new deployment dies mid-rollout: the pipeline stops and the old one gets all its traffic back."""
+    staging, prod = setup
+    v1 = make_version(engineer, titanic_outputs)
+    v2 = make_version(engineer, titanic_outputs, job_suffix="-v2")
+    add_checks(v1.model)
+    dead = "http://127.0.0.1:9/score"  # nothing listens there: the new deployment's server is gone
+    blue = Deployment.objects.create(endpoint=prod, name="blue", model_version=v1, status="healthy", traffic=100,
+                                     scoring_url=dead, backend_ref={"dir": "deployments/x/blue", "port": 9})
+    green = Deployment.objects.create(endpoint=prod, name="green", model_version=v2, status="healthy", traffic=0,
+                                      scoring_url=dead, backend_ref={"dir": "deployments/x/green", "port": 9})
+    promotion = Promotion.objects.create(version=v2, production_endpoint=prod, staging_endpoint=staging,
+                                         requested_by=engineer, approval_required=False, traffic_steps=[50, 100],
+                                         previous_traffic={"blue": 100}, production_deployment=green)
+    for position, kind in enumerate(["traffic_50", "traffic_100", "finish"]):
+        PromotionStep.objects.create(promotion=promotion, position=position, kind=kind, label=kind)
+
+    assert promotions.promotion_advance(promotion_id=promotion.pk) is None
+    promotion.refresh_from_db()
+    assert promotion.state == "failed" and "smoke check at 50% failed" in promotion.failure_reason
+    assert "HTTP 502" in promotion.failure_reason
+    blue.refresh_from_db(), green.refresh_from_db()
+    assert blue.traffic == 100 and green.traffic == 0 and green.status == "deleted"
+    assert dict(promotion.steps.values_list("kind", "status")) == {
+        "traffic_50": "failed", "traffic_100": "canceled", "finish": "canceled"}
+    assert any("traffic restored: blue 100%, green 0%" in s for s in prod_audit(prod))
