@@ -131,9 +131,17 @@ class CeleryProcess:
         self._log.close()
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def start_celery(transactional_db, tmp_path):
-    """Start real Celery processes (`start_celery("beat", VAR="x")`); all are stopped at the end of the test."""
+def start_celery(request, transactional_db, tmp_path):
+    """Start real Celery processes (`start_celery("beat", VAR="x")`); all are stopped at the end of the test, and
+    their logs are printed when it failed."""
     started = []
 
     def start(kind: str = "worker", **extra_env) -> CeleryProcess:
@@ -144,6 +152,11 @@ def start_celery(transactional_db, tmp_path):
     yield start
     for process in started:
         process.stop()
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        for process in started:
+            lines = process.log_path.read_text(errors="replace").splitlines()
+            print(f"\n----- {process.log_path.name} (last 80 lines) -----\n" + "\n".join(lines[-80:]))
 
 
 @pytest.fixture
