@@ -25,7 +25,7 @@ DEPLOYMENT_HEADER = "azureml-model-deployment"
 class Route:
     auth_enabled: bool
     key: bytes
-    timeout: ClientTimeout
+    timeout_s: float
     deployments: dict[str, str]  # name -> scoring URL of every deployment that answers
     names: list[str] = field(default_factory=list)  # deployments with traffic ...
     weights: list[int] = field(default_factory=list)  # ... and their percentages
@@ -42,7 +42,7 @@ def load_table() -> dict[str, Route]:
     for endpoint in Endpoint.objects.select_related("profile"):
         table[endpoint.name] = Route(
             auth_enabled=endpoint.auth_enabled, key=endpoint.key.encode(),
-            timeout=ClientTimeout(total=endpoint.profile.request_timeout_ms / 1000), deployments={})
+            timeout_s=endpoint.profile.request_timeout_ms / 1000, deployments={})
     serving = Deployment.objects.filter(status__in=[Deployment.Status.HEALTHY, Deployment.Status.UNHEALTHY]
                                         ).exclude(scoring_url="").select_related("endpoint")
     for deployment in serving:
@@ -95,15 +95,16 @@ async def score(request: web.Request) -> web.Response:
     body = await request.read()
     headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
     try:
-        async with request.app["client"].post(route.deployments[chosen], data=body, headers=headers,
-                                              timeout=route.timeout) as upstream:
-            payload = await upstream.read()
-            return web.Response(body=payload, status=upstream.status, headers={
-                "Content-Type": upstream.headers.get("Content-Type", "application/json"),
-                DEPLOYMENT_HEADER: chosen})
+        # asyncio's own timeout: one timer per request (aiohttp's ClientTimeout costs several).
+        async with asyncio.timeout(route.timeout_s):
+            async with request.app["client"].post(route.deployments[chosen], data=body, headers=headers) as upstream:
+                payload = await upstream.read()
+                return web.Response(body=payload, status=upstream.status, headers={
+                    "Content-Type": upstream.headers.get("Content-Type", "application/json"),
+                    DEPLOYMENT_HEADER: chosen})
     except TimeoutError:
-        return _error(408, f"Scoring took longer than the endpoint's timeout "
-                           f"({route.timeout.total * 1000:.0f} ms).", **{DEPLOYMENT_HEADER: chosen})
+        return _error(408, f"Scoring took longer than the endpoint's timeout ({route.timeout_s * 1000:.0f} ms).",
+                      **{DEPLOYMENT_HEADER: chosen})
     except ClientError as exc:
         return _error(502, f"Deployment {chosen} did not answer: {exc.__class__.__name__}.",
                       **{DEPLOYMENT_HEADER: chosen})
@@ -124,7 +125,9 @@ async def _refresh_forever(app: web.Application) -> None:
 
 
 async def _startup(app: web.Application) -> None:
-    app["client"] = ClientSession(connector=TCPConnector(limit=0, keepalive_timeout=30), auto_decompress=False)
+    app["client"] = ClientSession(connector=TCPConnector(limit=0, keepalive_timeout=30), auto_decompress=False,
+                                  skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
+                                  timeout=ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None))
     app["table"] = await asyncio.to_thread(load_table)
     app["loaded_at"] = asyncio.get_running_loop().time()
     app["refresher"] = asyncio.create_task(_refresh_forever(app))
