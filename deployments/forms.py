@@ -58,3 +58,27 @@ class PromoteForm(forms.Form):
 class DecisionForm(forms.Form):
     decision = forms.ChoiceField(choices=[("approve", "Approve"), ("reject", "Reject")])
     comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
+
+
+class ProfileImportForm(forms.Form):
+    name = forms.CharField(max_length=63, help_text="The new profile's name.")
+    file = forms.FileField(required=False, help_text="aksDeploymentConfig.yml, aciDeploymentConfig.yml or a v2 "
+                                                     "online deployment YAML.")
+    text = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 10, "spellcheck": "false"}),
+                           label="or paste the YAML", max_length=100_000, strip=False)
+
+    def clean(self):
+        cleaned = super().clean()
+        upload = cleaned.get("file")
+        if upload is not None:
+            if upload.size > 100_000:
+                raise forms.ValidationError("The file is larger than 100 kB; a deployment config is far smaller.")
+            try:
+                cleaned["yaml"] = upload.read().decode("utf-8")
+            except UnicodeDecodeError:
+                raise forms.ValidationError("The file is not UTF-8 text.") from None
+        elif cleaned.get("text", "").strip():
+            cleaned["yaml"] = cleaned["text"]
+        else:
+            raise forms.ValidationError("Upload a YAML file or paste its text.")
+        return cleaned

@@ -257,3 +257,22 @@ def endpoint_invoke(*, endpoint: Endpoint, payload_text: str, deployment_name: s
     return {"status": response.status_code, "body": body[:100_000],
             "deployment": response.headers.get("azureml-model-deployment", ""),
             "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+def profile_import(*, name: str, text: str, actor):
+    """Create a deployment profile from v1 or v2 YAML. Returns (profile, what was not imported).
+    Raises ValidationError (with the line at fault for bad YAML) and saves nothing when refused."""
+    from .profile_import import ProfileImportError, profile_from_yaml
+
+    try:
+        result = profile_from_yaml(text)
+    except ProfileImportError as exc:
+        raise ValidationError(str(exc)) from None
+    profile = DeploymentProfile(name=name, description=f"Imported from {result.source}.", **result.fields)
+    profile.full_clean()
+    with transaction.atomic():
+        profile.save()
+        audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=profile,
+                     summary=f"imported profile {name} from {result.source}",
+                     changes={"fields": result.fields, "not_imported": result.not_imported})
+    return profile, result

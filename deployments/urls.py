@@ -14,6 +14,7 @@ urlpatterns = [
     path("endpoints/<str:name>/rollback/", views.endpoint_rollback, name="endpoint_rollback"),
     path("models/<str:name>/versions/<int:version>/deploy/", views.version_deploy, name="version_deploy"),
     path("models/<str:name>/versions/<int:version>/promote/", views.version_promote, name="version_promote"),
+    path("profiles/import/", views.profile_import, name="profile_import"),
     path("promotions/", views.promotion_list, name="promotion_list"),
     path("promotions/<int:pk>/", views.promotion_detail, name="promotion_detail"),
     path("promotions/<int:pk>/decide/", views.promotion_decide, name="promotion_decide"),

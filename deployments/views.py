@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from audit.services import audit_events_for
@@ -14,7 +14,7 @@ from mlopsportal.lib.queue import QueueUnavailable
 from models_registry.models import ModelVersion
 
 from . import promotions, selectors, services
-from .forms import DecisionForm, DeployToStagingForm, PromoteForm, TrafficForm, TryItForm
+from .forms import DecisionForm, DeployToStagingForm, ProfileImportForm, PromoteForm, TrafficForm, TryItForm
 from .models import Deployment, Endpoint, Promotion
 
 
@@ -240,3 +240,20 @@ def endpoint_rollback(request, name):
     else:
         messages.success(request, f"Rolled back: {target.model_version} ({target.name}) serves all traffic.")
     return redirect(endpoint)
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required("deployments.add_deploymentprofile", raise_exception=True)
+def profile_import(request):
+    form = ProfileImportForm(request.POST or None, request.FILES or None)
+    context = {"form": form}
+    if request.method == "POST" and form.is_valid():
+        try:
+            profile, result = services.profile_import(name=form.cleaned_data["name"], text=form.cleaned_data["yaml"],
+                                                      actor=request.user)
+        except ValidationError as exc:
+            form.add_error(None, _errors(exc))
+        else:
+            context.update(profile=profile, result=result)
+            return render(request, "deployments/profile_import.html", context)
+    return render(request, "deployments/profile_import.html", context, status=400 if request.method == "POST" else 200)

@@ -1,0 +1,195 @@
+"""Deployment profiles from YAML: Azure ML v1 deployment configs (AKS, ACI) and v2 online-deployment YAML.
+
+Every field is either mapped onto the profile (the SDK v2 settings it stands for) or reported back in words, with
+its line: nothing is dropped silently. Malformed YAML and wrong types are refused with the line at fault.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import yaml
+
+
+class ProfileImportError(ValueError):
+    pass
+
+
+@dataclass
+class ImportResult:
+    source: str  # "Azure ML v1 AKS config", ...
+    fields: dict = field(default_factory=dict)  # DeploymentProfile field -> value
+    not_imported: list[str] = field(default_factory=list)  # what has no place in a v2 profile, and why
+
+
+def _tree(text: str):
+    """The YAML as plain values plus a line number for every key path."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ProfileImportError(f"Not valid YAML — {where}{getattr(exc, 'problem', None) or exc}.") from None
+    if not isinstance(data, dict):
+        raise ProfileImportError("The YAML must be a mapping of settings (key: value), not a list or a single value.")
+    lines: dict[str, int] = {}
+
+    def walk(n, prefix):
+        if isinstance(n, yaml.MappingNode):
+            for key, value in n.value:
+                path = f"{prefix}.{key.value}" if prefix else str(key.value)
+                lines[path] = key.start_mark.line + 1
+                walk(value, path)
+
+    walk(node, "")
+    return data, lines
+
+
+class _Reader:
+    def __init__(self, data: dict, lines: dict[str, int], result: ImportResult):
+        self.data, self.lines, self.result = data, lines, result
+        self.seen: set[str] = set()
+
+    def at(self, path: str) -> str:
+        return f"line {self.lines.get(path, '?')}"
+
+    def get(self, path: str):
+        value = self.data
+        for part in path.split("."):
+            if not isinstance(value, dict) or part not in value:
+                return None
+            value = value[part]
+        self.seen.add(path)
+        return value
+
+    def number(self, path: str, *, integer: bool = False, convert=None):
+        value = self.get(path)
+        if value is None:
+            return None
+        if convert is not None:
+            value = convert(path, value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ProfileImportError(f"{path} ({self.at(path)}) must be a number, not {value!r}.")
+        if integer and float(value) != int(value):
+            raise ProfileImportError(f"{path} ({self.at(path)}) must be a whole number, not {value!r}.")
+        return int(value) if integer else float(value)
+
+    def boolean(self, path: str):
+        value = self.get(path)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            raise ProfileImportError(f"{path} ({self.at(path)}) must be true or false, not {value!r}.")
+        return value
+
+    def set(self, name: str, value) -> None:
+        if value is not None:
+            self.result.fields[name] = value
+
+    def report(self, path: str, why: str) -> None:
+        if self.get(path) is not None:
+            self.result.not_imported.append(f"{path} ({self.at(path)}): {why}")
+
+    def report_rest(self, why: str) -> None:
+        """Every leaf not read nor reported yet."""
+        for path in sorted(self.lines, key=self.lines.get):
+            if path in self.seen or any(s.startswith(path + ".") for s in self.seen):
+                continue
+            if any(path.startswith(s + ".") for s in self.seen):
+                continue
+            value = self.get(path)
+            if isinstance(value, dict):
+                self.seen.discard(path)
+                continue
+            self.result.not_imported.append(f"{path} ({self.at(path)}): {why}")
+
+
+def _cpu(path, value):
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([\d.]+)\s*(m?)\s*", value)
+        if not match:
+            raise ProfileImportError(f"{path}: {value!r} is not a CPU amount (e.g. 0.5 or \"500m\").")
+        return float(match.group(1)) / (1000 if match.group(2) else 1)
+    return value
+
+
+def _memory_gb(path, value):
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([\d.]+)\s*(Gi|Mi|G|M)?\s*", value)
+        if not match:
+            raise ProfileImportError(f"{path}: {value!r} is not a memory amount (e.g. 1, \"1Gi\" or \"512Mi\").")
+        number, unit = float(match.group(1)), match.group(2) or "G"
+        return number / 1024 if unit == "Mi" else number / 1000 if unit == "M" else number
+    return value
+
+
+def _v1(reader: _Reader, kind: str) -> None:
+    r = reader
+    autoscale = r.boolean("autoScaler.autoscaleEnabled")
+    r.set("autoscale_enabled", autoscale)
+    r.set("min_instances", r.number("autoScaler.minReplicas", integer=True))
+    r.set("max_instances", r.number("autoScaler.maxReplicas", integer=True))
+    r.set("target_utilization", r.number("autoScaler.targetUtilization", integer=True))
+    replicas = r.number("numReplicas", integer=True)
+    if replicas is not None:
+        r.set("instance_count", replicas)
+    elif autoscale and "min_instances" in r.result.fields:
+        r.set("instance_count", r.result.fields["min_instances"])  # v2 starts an autoscaled deployment at its minimum
+    r.set("cpu_request", r.number("containerResourceRequirements.cpu"))
+    r.set("memory_request_gb", r.number("containerResourceRequirements.memoryInGB"))
+    r.set("auth_enabled", r.boolean("authEnabled"))
+    r.set("request_timeout_ms", r.number("scoringTimeoutMs", integer=True))
+    r.set("max_concurrent_requests_per_instance", r.number("maxConcurrentRequestsPerContainer", integer=True))
+    r.get("computeType")
+    r.report("autoScaler.refreshPeriodInSeconds", "v2's scale_settings.polling_interval; profiles keep Azure's default")
+    r.report("maxQueueWaitMs", "no v2 counterpart (online deployments have no request queue wait setting)")
+    r.report("appInsightsEnabled", "a per-deployment v2 setting (app_insights_enabled), not part of a profile")
+    r.report("sslEnabled", "no v2 counterpart: online endpoints always serve HTTPS")
+    r.report("tokenAuthEnabled", "v2 endpoint auth_mode aml_token; profiles support key auth on or off")
+    r.report_rest(f"not a setting the portal maps from a v1 {kind} config")
+
+
+def _v2(reader: _Reader) -> None:
+    r = reader
+    r.set("instance_count", r.number("instance_count", integer=True))
+    scale_type = r.get("scale_settings.type")
+    if scale_type is not None:
+        if scale_type not in ("default", "target_utilization"):
+            raise ProfileImportError(f"scale_settings.type ({r.at('scale_settings.type')}) must be default or "
+                                     f"target_utilization, not {scale_type!r}.")
+        r.set("autoscale_enabled", scale_type == "target_utilization")
+    r.set("min_instances", r.number("scale_settings.min_instances", integer=True))
+    r.set("max_instances", r.number("scale_settings.max_instances", integer=True))
+    r.set("target_utilization", r.number("scale_settings.target_utilization_percentage", integer=True))
+    r.set("request_timeout_ms", r.number("request_settings.request_timeout_ms", integer=True))
+    r.set("max_concurrent_requests_per_instance",
+          r.number("request_settings.max_concurrent_requests_per_instance", integer=True))
+    r.set("cpu_request", r.number("resources.requests.cpu", convert=_cpu))
+    r.set("memory_request_gb", r.number("resources.requests.memory", convert=_memory_gb))
+    for key in ("$schema", "name", "endpoint_name", "model", "code_configuration", "environment", "description"):
+        r.report(key, "belongs to a deployment, not to a profile (the promotion sets it)")
+    r.report("instance_type", "managed endpoints' VM size; the portal's profiles describe Kubernetes resources")
+    r.report("scale_settings.polling_interval", "profiles keep Azure's default polling interval")
+    r.report("request_settings.max_queue_wait_ms", "deprecated in v2; not kept")
+    r.report_rest("not a setting the portal maps into a profile")
+
+
+def profile_from_yaml(text: str) -> ImportResult:
+    data, lines = _tree(text)
+    reader = _Reader(data, lines, ImportResult(source=""))
+    compute_type = str(data.get("computeType", "")).upper()
+    if compute_type in ("AKS", "ACI"):
+        reader.result.source = f"Azure ML v1 {compute_type} deployment config"
+        _v1(reader, compute_type)
+    elif compute_type:
+        raise ProfileImportError(f"computeType ({reader.at('computeType')}) must be AKS or ACI, not "
+                                 f"{data['computeType']!r}.")
+    elif {"scale_settings", "request_settings", "resources", "instance_count", "instance_type"} & set(data):
+        reader.result.source = "Azure ML v2 online deployment YAML"
+        _v2(reader)
+    else:
+        raise ProfileImportError("Not a deployment config: expected a v1 config with computeType (AKS or ACI) or a "
+                                 "v2 online deployment with scale_settings, request_settings or resources.")
+    reader.result.not_imported.sort(key=lambda line: int(re.search(r"\(line (\d+)\)", line).group(1)))
+    return reader.result
