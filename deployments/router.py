@@ -59,20 +59,35 @@ def _error(status: int, message: str, **headers) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-async def _reload_on_miss(app: web.Application) -> None:
-    """A name we don't know may be brand new: reload once (at most every 50 ms) before answering 404."""
+async def _table_as_of(app: web.Application, arrival: float) -> dict[str, Route]:
+    """A routing table read from the database after `arrival`: a deployment made healthy (or an endpoint created)
+    before a request came in is then known to it. Concurrent misses share one reload."""
+    if app["loaded_from"] >= arrival:
+        return app["table"]
+    pending = app.get("reload")
+    if pending is not None and app["reload_from"] >= arrival:
+        await asyncio.shield(pending)
+        return app["table"]
     loop = asyncio.get_running_loop()
-    if loop.time() - app["loaded_at"] > 0.05:
-        app["loaded_at"] = loop.time()
-        app["table"] = await asyncio.to_thread(load_table)
+    started = loop.time()
+    task = asyncio.ensure_future(asyncio.to_thread(load_table))
+    app["reload"], app["reload_from"] = task, started
+    try:
+        table = await asyncio.shield(task)
+        if started >= app["loaded_from"]:
+            app["table"], app["loaded_from"] = table, started
+    finally:
+        if app.get("reload") is task:
+            app["reload"] = None
+    return app["table"]
 
 
 async def score(request: web.Request) -> web.Response:
+    arrival = asyncio.get_running_loop().time()
     name = request.match_info["endpoint"]
     route = request.app["table"].get(name)
     if route is None:
-        await _reload_on_miss(request.app)
-        route = request.app["table"].get(name)
+        route = (await _table_as_of(request.app, arrival)).get(name)
     if route is None:
         return _error(404, f"No endpoint named {name}.")
     if route.auth_enabled:
@@ -84,8 +99,7 @@ async def score(request: web.Request) -> web.Response:
     chosen = request.headers.get(DEPLOYMENT_HEADER)
     if chosen:
         if chosen not in route.deployments:
-            await _reload_on_miss(request.app)
-            route = request.app["table"].get(name, route)
+            route = (await _table_as_of(request.app, arrival)).get(name, route)
         if chosen not in route.deployments:
             return _error(404, f"Endpoint {name} has no serving deployment named {chosen}.")
     elif route.names:
@@ -118,8 +132,10 @@ async def _refresh_forever(app: web.Application) -> None:
     while True:
         await asyncio.sleep(app["refresh"])
         try:
-            app["table"] = await asyncio.to_thread(load_table)
-            app["loaded_at"] = asyncio.get_running_loop().time()
+            started = asyncio.get_running_loop().time()
+            table = await asyncio.to_thread(load_table)
+            if started >= app["loaded_from"]:
+                app["table"], app["loaded_from"] = table, started
         except Exception:  # a database hiccup must not stop routing with the last good table
             log.exception("could not refresh the routing table; keeping the previous one")
 
@@ -128,8 +144,9 @@ async def _startup(app: web.Application) -> None:
     app["client"] = ClientSession(connector=TCPConnector(limit=0, keepalive_timeout=30), auto_decompress=False,
                                   skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
                                   timeout=ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None))
+    app["loaded_from"] = asyncio.get_running_loop().time()
     app["table"] = await asyncio.to_thread(load_table)
-    app["loaded_at"] = asyncio.get_running_loop().time()
+    app["reload"] = None
     app["refresher"] = asyncio.create_task(_refresh_forever(app))
 
 

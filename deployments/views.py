@@ -18,8 +18,9 @@ from .forms import DecisionForm, DeployToStagingForm, ProfileImportForm, Promote
 from .models import Deployment, Endpoint, Promotion
 
 
-def _errors(exc: ValidationError) -> str:
-    return " ".join(exc.messages)
+def _errors(exc: Exception) -> str:
+    """A refusal in words: a rule broken (ValidationError) or the task queue down (QueueUnavailable)."""
+    return " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
 
 
 @require_GET
@@ -126,10 +127,8 @@ def deployment_delete(request, name, pk):
     deployment = get_object_or_404(Deployment.objects.select_related("endpoint"), endpoint__name=name, pk=pk)
     try:
         services.deployment_delete(deployment=deployment, actor=request.user)
-    except ValidationError as exc:
+    except (ValidationError, QueueUnavailable) as exc:
         messages.error(request, _errors(exc))
-    except QueueUnavailable as exc:
-        messages.error(request, str(exc))
     else:
         messages.success(request, f"Deleting {deployment}.")
     return redirect(deployment.endpoint)
@@ -147,11 +146,8 @@ def version_deploy(request, name, version):
     try:
         deployment = services.deployment_create(endpoint=form.cleaned_data["endpoint"], version=version,
                                                 name=form.cleaned_data["name"], actor=request.user)
-    except ValidationError as exc:
+    except (ValidationError, QueueUnavailable) as exc:
         messages.error(request, _errors(exc))
-        return redirect(version)
-    except QueueUnavailable as exc:
-        messages.error(request, str(exc))
         return redirect(version)
     messages.success(request, f"Deploying {version} as {deployment}.")
     return redirect(deployment.endpoint)
@@ -172,11 +168,8 @@ def version_promote(request, name, version):
             version=version, production_endpoint=data["production_endpoint"],
             staging_endpoint=data["staging_endpoint"], stress_profile=data["stress_profile"],
             reason=data["reason"], actor=request.user)
-    except ValidationError as exc:
+    except (ValidationError, QueueUnavailable) as exc:
         messages.error(request, _errors(exc))
-        return redirect(version)
-    except QueueUnavailable as exc:
-        messages.error(request, str(exc))
         return redirect(version)
     messages.success(request, f"Started {promotion}.")
     return redirect(promotion)
@@ -219,11 +212,8 @@ def promotion_decide(request, pk):
         promotions.promotion_decide(promotion=promotion, actor=request.user,
                                     approve=form.cleaned_data["decision"] == "approve",
                                     comment=form.cleaned_data["comment"])
-    except ValidationError as exc:
+    except (ValidationError, QueueUnavailable) as exc:
         messages.error(request, _errors(exc))
-        return redirect(promotion)
-    except QueueUnavailable as exc:
-        messages.error(request, str(exc))
         return redirect(promotion)
     messages.success(request, f"{'Approved' if form.cleaned_data['decision'] == 'approve' else 'Rejected'} {promotion}.")
     return redirect(promotion)

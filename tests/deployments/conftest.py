@@ -84,14 +84,19 @@ def stop_deployment_servers():
 
 
 @pytest.fixture
-def router(transactional_db, tmp_path, settings):
+def router_refresh():
+    return 0.2
+
+
+@pytest.fixture
+def router(transactional_db, tmp_path, settings, router_refresh):
     """The endpoint router as its own process (manage.py run_router), against the test database, on the port that
     tests/settings.py chose for this session (so workers know it too)."""
     port = int(settings.MLOPS_ROUTER_URL.rsplit(":", 1)[1])
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url(),
            "DATABASE_CONN_MAX_AGE": "0"}
     log = open(tmp_path / "router.log", "wb")
-    process = subprocess.Popen([sys.executable, "manage.py", "run_router", "--port", str(port), "--refresh", "0.2"],
+    process = subprocess.Popen([sys.executable, "manage.py", "run_router", "--port", str(port), "--refresh", str(router_refresh)],
                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def up():

@@ -88,6 +88,7 @@ def test_promote_v1_then_v2_blue_green_then_rollback(worker, router, engineer, m
 
     v2 = make_version(engineer, titanic_outputs, job_suffix="-v2")
     second = settle(promote(v2, setup, engineer, stress), {"awaiting", "failed"})
+    assert second.state == "awaiting", second.failure_reason
     promotions.promotion_decide(promotion=second, actor=manager, approve=True, comment="ok")
     second = settle(second, {"succeeded", "failed"})
     assert second.state == "succeeded", second.failure_reason

@@ -181,3 +181,16 @@ def test_deployment_outlives_the_worker_that_started_it(start_worker, engineer, 
     worker.stop()  # a worker restart (or the web server's) must not take serving down
     response = requests.post(deployment.scoring_url, json=SEED, timeout=10)
     assert response.status_code == 200 and response.json()["prediction"] == 1
+
+
+@pytest.mark.parametrize("router_refresh", [60])  # no periodic reload during the test: only the on-miss one
+def test_router_knows_a_deployment_made_healthy_just_before_the_request(router, engineer, staging, titanic_outputs):
+    version = make_version(engineer, titanic_outputs)
+    url = services.endpoint_scoring_url(staging)
+    headers = {"Authorization": f"Bearer {staging.key}", "azureml-model-deployment": "fresh"}
+    assert requests.post(url, json=SEED, headers=headers, timeout=10).status_code == 404
+    Deployment.objects.create(endpoint=staging, name="fresh", model_version=version, status="healthy",
+                              scoring_url="http://127.0.0.1:9/score", backend_ref={"dir": "x", "port": 9})
+    # Right away, well inside any rate limit: the router must read the table again rather than answer 404.
+    response = requests.post(url, json=SEED, headers=headers, timeout=10)
+    assert response.status_code == 502 and response.headers["azureml-model-deployment"] == "fresh"
