@@ -182,7 +182,8 @@ def test_killed_worker_mid_promotion_resumes(start_celery, router, engineer, man
     assert promotion.state == "awaiting", promotion.failure_reason
     assert not promotion.steps.filter(status="running").exists()
     run = StressRun.objects.get(promotion=promotion)
-    assert run.requeued == 1 and run.status == "passed" and run.shard_results.count() == 2
+    # Whether the killed worker held a shard depends on timing (it usually does: then it is queued again once).
+    assert run.status == "passed" and run.shard_results.count() == 2 and run.requeued <= 1
 
 
 def test_failed_smoke_check_during_rollout_restores_production(router, engineer, setup, titanic_outputs):
