@@ -14,10 +14,9 @@ BODY_KEPT = 4000  # characters of each response kept as evidence
 
 
 def _headers(deployment: Deployment) -> dict[str, str]:
-    headers = {"Content-Type": "application/json", "azureml-model-deployment": deployment.name}
-    if deployment.endpoint.auth_enabled:
-        headers["Authorization"] = f"Bearer {deployment.endpoint.key}"
-    return headers
+    from .services import scoring_headers
+
+    return scoring_headers(deployment.endpoint, deployment.name)
 
 
 def functional_run(*, deployment: Deployment, promotion=None, through_endpoint_url: str) -> FunctionalTestRun:

@@ -43,6 +43,16 @@ def endpoint_scoring_url(endpoint: Endpoint) -> str:
     return f"{settings.MLOPS_ROUTER_URL.rstrip('/')}/endpoints/{endpoint.name}/score"
 
 
+def scoring_headers(endpoint: Endpoint, deployment_name: str = "") -> dict[str, str]:
+    """What a client sends to the endpoint's scoring URL: JSON, the key when auth is on, and the deployment to reach."""
+    headers = {"Content-Type": "application/json"}
+    if endpoint.auth_enabled:
+        headers["Authorization"] = f"Bearer {endpoint.key}"
+    if deployment_name:
+        headers["azureml-model-deployment"] = deployment_name
+    return headers
+
+
 def _spec(deployment: Deployment) -> ServingSpec:
     version = deployment.model_version
     run = version.training_run
@@ -238,11 +248,7 @@ def endpoint_invoke(*, endpoint: Endpoint, payload_text: str, deployment_name: s
     import requests
 
     payload_parse(payload_text)
-    headers = {"Content-Type": "application/json"}
-    if endpoint.auth_enabled:
-        headers["Authorization"] = f"Bearer {endpoint.key}"
-    if deployment_name:
-        headers["azureml-model-deployment"] = deployment_name
+    headers = scoring_headers(endpoint, deployment_name)
     started = time.perf_counter()
     try:
         response = requests.post(endpoint_scoring_url(endpoint), data=payload_text.encode(), headers=headers,

@@ -10,6 +10,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from audit.services import audit_events_for
 from mlopsportal.backends import BackendError, get_backend
+from mlopsportal.lib.forms import form_errors_text
 from mlopsportal.lib.queue import QueueUnavailable
 from models_registry.models import ModelVersion
 
@@ -79,7 +80,7 @@ def endpoint_try(request, name):
         except ValidationError as exc:
             error = _errors(exc)
     else:
-        error = " ".join(e for errors in form.errors.values() for e in errors)
+        error = form_errors_text(form)
     context = {"try_form": form, "result": result, "try_error": error}
     status = 400 if error else 200
     if request.htmx:
@@ -141,7 +142,7 @@ def version_deploy(request, name, version):
                                 model__name=name, version=version)
     form = DeployToStagingForm(request.POST)
     if not form.is_valid():
-        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+        messages.error(request, form_errors_text(form))
         return redirect(version)
     try:
         deployment = services.deployment_create(endpoint=form.cleaned_data["endpoint"], version=version,
@@ -160,7 +161,7 @@ def version_promote(request, name, version):
     version = get_object_or_404(ModelVersion.objects.select_related("model"), model__name=name, version=version)
     form = PromoteForm(request.POST, model=version.model)
     if not form.is_valid():
-        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+        messages.error(request, form_errors_text(form))
         return redirect(version)
     data = form.cleaned_data
     try:

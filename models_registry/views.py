@@ -14,6 +14,7 @@ from django_htmx.http import HttpResponseStopPolling
 from audit.services import audit_events_for
 from mlopsportal.backends import BackendError, get_backend
 from mlopsportal.lib.charts import line_chart
+from mlopsportal.lib.forms import form_errors_text
 from mlopsportal.lib.queue import QueueUnavailable
 
 from . import selectors, services
@@ -197,5 +198,5 @@ def run_register(request, pk):
             messages.success(request, f"Registered {version}.")
             return redirect(version)
     else:
-        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+        messages.error(request, form_errors_text(form))
     return redirect(run)
