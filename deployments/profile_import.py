@@ -55,11 +55,16 @@ class _Reader:
         return f"line {self.lines.get(path, '?')}"
 
     def get(self, path: str):
-        value = self.data
+        value, walked = self.data, []
         for part in path.split("."):
-            if not isinstance(value, dict) or part not in value:
+            if walked and not isinstance(value, dict):
+                where = ".".join(walked)
+                raise ProfileImportError(f"{where} ({self.at(where)}) must be a mapping of settings, "
+                                         f"not {value!r}.")
+            if part not in value:
                 return None
             value = value[part]
+            walked.append(part)
         self.seen.add(path)
         return value
 

@@ -234,6 +234,8 @@ def payload_parse(text: str) -> object:
         return json.loads(text)
     except ValueError as exc:
         raise ValidationError(f"The payload is not valid JSON: {exc}.") from None
+    except RecursionError:
+        raise ValidationError("The payload is nested too deeply to be a request body.") from None
 
 
 def endpoint_key_reveal(*, endpoint: Endpoint, actor) -> str:

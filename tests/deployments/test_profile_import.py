@@ -78,6 +78,7 @@ def test_v2_online_deployment_yaml():
     ("computeType: AKS\nautoScaler:\n  minReplicas: 2.5\n", "must be a whole number"),
     ("computeType: AKS\nauthEnabled: yes please\n", "authEnabled (line 2) must be true or false"),
     ("computeType: VM\n", "computeType (line 1) must be AKS or ACI"),
+    ("computeType: AKS\nautoScaler: 5\n", "autoScaler (line 2) must be a mapping of settings"),
     ("- a\n- b\n", "must be a mapping"),
     ("hello: world\n", "Not a deployment config"),
     ("resources:\n  requests:\n    cpu: lots\n", "is not a CPU amount"),

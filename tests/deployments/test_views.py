@@ -69,6 +69,7 @@ def test_key_is_not_in_admin_either(admin_client_, endpoints):
 
 @pytest.mark.parametrize("payload, message", [
     ("{not json", "The payload is not valid JSON"),
+    ("[" * 5000, "nested too deeply"),
     ("", "This field is required."),
 ])
 def test_try_it_refuses_malformed_json_without_sending(engineer_client, endpoints, payload, message):
