@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from mlopsportal.lib.process import detach
+
 HOST = "127.0.0.1"
 
 
@@ -30,12 +32,7 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
 
     if not args.foreground:
-        if os.fork() > 0:
-            os._exit(0)
-        os.setsid()
-        if os.fork() > 0:
-            os._exit(0)
-        os.setpgid(0, 0)  # a process group of our own: stopping the deployment stops gunicorn's workers too
+        detach()  # stopping the deployment (its process group) stops gunicorn's workers too
 
     args.dir.mkdir(parents=True, exist_ok=True)
     log = os.open(args.dir / "server.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

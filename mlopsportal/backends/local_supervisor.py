@@ -2,7 +2,7 @@
 
 Started by the local backend and detached from the worker that started it, so a worker that dies (or restarts) does
 not take the training with it: any worker can read the status file later and carry on. Uses only the standard
-library so it starts fast and needs no Django.
+library (and a helper of this package) so it starts fast and needs no Django.
 
     python -m mlopsportal.backends.local_supervisor --job-dir DIR --timeout SECONDS -- python training.py ...
 """
@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from mlopsportal.lib.process import detach
 
 TERM_GRACE_SECONDS = 5
 
@@ -115,13 +117,7 @@ def main(argv: list[str]) -> int:
     if not command:
         parser.error("no training command given")
     if not args.foreground:
-        # Detach: the worker that started us waits only for this first process, and the supervisor lives on in a
-        # session of its own, adopted by init, whatever happens to the worker.
-        if os.fork() > 0:
-            os._exit(0)
-        os.setsid()
-        if os.fork() > 0:
-            os._exit(0)
+        detach()  # the supervisor lives on whatever happens to the worker that started it
     return supervise(args.job_dir.resolve(), args.timeout, command)
 
 
