@@ -1,0 +1,44 @@
+"""What the fake's parts share: the workspace's fixed names, the service's error shape, small helpers."""
+import datetime
+import re
+import time
+
+SUB = "00000000-0000-0000-0000-000000000000"
+RG = "rg-test"
+WS = "ws-test"
+REGION = "westeurope"
+TENANT = "11111111-1111-1111-1111-111111111111"
+ACCOUNT, CONTAINER, DATASTORE = "fakestore", "azureml-blobstore-fake", "workspaceblobstore"
+PROVIDER = "Microsoft.MachineLearningServices"
+WS_ID = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/{PROVIDER}/workspaces/{WS}"
+TYPE = f"{PROVIDER}/workspaces"
+DATASTORE_URI = re.compile(r"^azureml://(?:subscriptions/[^/]+/resource[gG]roups/[^/]+/(?:providers/[^/]+/)?"
+                           r"workspaces/[^/]+/)?datastores/(?P<ds>[^/]+)/paths/(?P<path>.*)$")
+
+
+def now_iso(ts: float | None = None) -> str:
+    moment = datetime.datetime.fromtimestamp(ts if ts is not None else time.time(), datetime.UTC)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def system_data(created: float, modified: float | None = None) -> dict:
+    return {"createdAt": now_iso(created), "createdBy": "fake-user@example.com", "createdByType": "User",
+            "lastModifiedAt": now_iso(modified or created), "lastModifiedBy": "fake-user@example.com",
+            "lastModifiedByType": "User"}
+
+
+def error(status: int, code: str, message: str):
+    return status, {}, {"error": {"code": code, "message": message}}
+
+
+def not_found(kind: str, name: str):
+    return error(404, "NotFound", f"{kind} '{name}' was not found in workspace '{WS}'.")
+
+
+def seconds(duration: str | None) -> float:
+    """ISO-8601 duration like PT1M30S or PT0.5S -> seconds."""
+    match = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:([\d.]+)S)?)?", duration or "")
+    if not match:
+        return 5.0
+    days, hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+    return days * 86400 + hours * 3600 + minutes * 60 + secs

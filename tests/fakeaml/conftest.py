@@ -1,0 +1,1 @@
+from tests.fakeaml.fixtures import fake_aml  # noqa: F401
