@@ -7,7 +7,7 @@ ADMIN = "Admin"
 ROLES = (ENGINEER, MANAGER, ADMIN)
 
 # Apps whose objects every role may read.
-READABLE_APPS = ("models_registry", "deployments", "audit")
+READABLE_APPS = ("models_registry", "deployments", "audit", "workspaces")
 
 # What engineers may change, as "app_label.codename".
 ENGINEER_CHANGES = (

@@ -83,11 +83,16 @@ class Endpoint(models.Model):
     description = models.TextField(blank=True)
     auth_enabled = models.BooleanField(default=True)
     key = models.CharField(max_length=100, default=new_endpoint_key, editable=False)
+    platform_scoring_url = models.URLField(
+        max_length=500, blank=True, editable=False,
+        help_text="Set when the ML platform serves the endpoint (Azure ML); empty when the portal's router does.")
     profile = models.ForeignKey(DeploymentProfile, on_delete=models.PROTECT, related_name="endpoints",
                                 help_text="Deployments on this endpoint run with this profile.")
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     traffic_updated_at = models.DateTimeField(auto_now_add=True)
+    changed_outside = models.CharField(
+        max_length=300, blank=True, help_text="What the sync found changed in the ML platform outside the portal.")
     # Promotion policy, for production endpoints.
     approval_required = models.BooleanField(
         default=True, help_text="A manager or admin other than the requester must approve each promotion.")
@@ -149,6 +154,8 @@ class Deployment(models.Model):
     healthy_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
+    changed_outside = models.CharField(
+        max_length=300, blank=True, help_text="What the sync found changed in the ML platform outside the portal.")
 
     class Meta:
         ordering = ["endpoint", "-created_at"]

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import audit_record
-from mlopsportal.backends import BackendError
+from mlopsportal.backends import BackendError, get_backend
 from mlopsportal.lib.queue import publish
 
 from . import checks, services
@@ -161,7 +161,7 @@ def promotion_advance(*, promotion_id: int) -> float | None:
             outcome = HANDLERS[step.kind](promotion, step)
         except (BackendError, ValidationError) as exc:
             if isinstance(exc, BackendError) and not exc.permanent:
-                return settings.MLOPS_DEPLOY_POLL_SECONDS * 2  # transient: try the step again shortly
+                return max(settings.MLOPS_DEPLOY_POLL_SECONDS * 2, exc.retry_after or 0)  # transient: again soon
             outcome = fail(" ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc))
         return _record(promotion, step, outcome)
     finally:
@@ -277,7 +277,7 @@ def _wait_for_deployment(promotion: Promotion, field: str, endpoint: Endpoint, n
 
 
 def _deploy_staging(promotion: Promotion, step: PromotionStep) -> Outcome:
-    return _wait_for_deployment(promotion, "staging_deployment", promotion.staging_endpoint, f"p{promotion.pk}")
+    return _wait_for_deployment(promotion, "staging_deployment", promotion.staging_endpoint, f"promo-{promotion.pk}")
 
 
 def _functional(promotion: Promotion, step: PromotionStep) -> Outcome:
@@ -366,6 +366,8 @@ def _traffic(promotion: Promotion, step: PromotionStep) -> Outcome:
         traffic[first_other] += drift
     services.endpoint_traffic_set(endpoint=promotion.production_endpoint, traffic=traffic, actor=None,
                                   reason=f"{promotion}: step to {percent}%")
+    if not get_backend().endpoint_traffic_applied(endpoint_name=promotion.production_endpoint.name, traffic=traffic):
+        return wait(f"Waiting for the platform to route {percent}% to {new.name}.")
     run = checks.functional_run(deployment=new, promotion=promotion,
                                 through_endpoint_url=services.endpoint_scoring_url(promotion.production_endpoint))
     failed = [r for r in run.results if not r["passed"]]

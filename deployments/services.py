@@ -40,6 +40,9 @@ def endpoint_create(*, name: str, stage: str, profile: DeploymentProfile, actor,
 
 
 def endpoint_scoring_url(endpoint: Endpoint) -> str:
+    """The platform's URL once it serves the endpoint (azureml), else the portal's router (local)."""
+    if endpoint.platform_scoring_url:
+        return endpoint.platform_scoring_url
     return f"{settings.MLOPS_ROUTER_URL.rstrip('/')}/endpoints/{endpoint.name}/score"
 
 
@@ -60,7 +63,8 @@ def _spec(deployment: Deployment) -> ServingSpec:
         raise ValidationError(f"{version} has no training run whose code holds {SCORING_SCRIPT}.")
     return ServingSpec(endpoint_name=deployment.endpoint.name, deployment_name=deployment.name,
                        artifact_uri=version.artifact_uri, code_job_id=run.backend_job_id,
-                       scoring_script=SCORING_SCRIPT, settings=deployment.serving_settings)
+                       scoring_script=SCORING_SCRIPT, settings=deployment.serving_settings,
+                       stage=deployment.endpoint.stage)
 
 
 def deployment_create(*, endpoint: Endpoint, version: ModelVersion, name: str, actor) -> Deployment:
@@ -101,15 +105,21 @@ def deployment_start(*, deployment_id: int) -> bool:
 
 def deployment_poll(*, deployment_id: int) -> bool:
     """Check a creating deployment. Returns True while it is still starting."""
-    deployment = Deployment.objects.get(pk=deployment_id)
+    deployment = Deployment.objects.select_related("endpoint").get(pk=deployment_id)
     if deployment.status != Status.CREATING or not deployment.backend_ref:
         return False
     backend = get_backend()
-    state = backend.deployment_state(deployment.backend_ref)
+    state = backend.deployment_advance(deployment.backend_ref)
     now = timezone.now()
     if state.state == "healthy":
-        Deployment.objects.filter(pk=deployment_id, status=Status.CREATING).update(
-            status=Status.HEALTHY, healthy_at=now, last_checked_at=now, error="")
+        access = backend.endpoint_access(deployment.endpoint.name)
+        with transaction.atomic():
+            if access is not None:  # the platform serves: its URL and key are the endpoint's
+                Endpoint.objects.filter(pk=deployment.endpoint_id).update(
+                    platform_scoring_url=access.scoring_url, key=access.key or deployment.endpoint.key)
+            Deployment.objects.filter(pk=deployment_id, status=Status.CREATING).update(
+                status=Status.HEALTHY, healthy_at=now, last_checked_at=now, error="",
+                scoring_url=access.scoring_url if access is not None else deployment.scoring_url)
         return False
     if state.state == "failed":
         backend.deployment_delete(deployment.backend_ref)
@@ -209,7 +219,10 @@ def deployments_reconcile() -> list[int]:
             Deployment.objects.filter(pk=deployment.pk).update(
                 status=Status.UNHEALTHY, last_checked_at=now, error=f"Restart failed: {_message(exc)}")
             continue
-        if revived is None:
+        if revived is None:  # the platform heals its own deployments; show how it stands
+            if deployment.status != Status.UNHEALTHY or deployment.error != state.error[:2000]:
+                Deployment.objects.filter(pk=deployment.pk).update(status=Status.UNHEALTHY, last_checked_at=now,
+                                                                   error=state.error[:2000])
             continue
         with transaction.atomic():
             Deployment.objects.filter(pk=deployment.pk).update(

@@ -15,7 +15,7 @@ def deployment_start(self, deployment_id: int) -> None:
     try:
         polling = services.deployment_start(deployment_id=deployment_id)
     except BackendError as exc:
-        raise self.retry(exc=exc, countdown=min(60, 5 * 2 ** self.request.retries))
+        raise self.retry(exc=exc, countdown=exc.retry_countdown(self.request.retries))
     if polling:
         deployment_poll.apply_async(args=(deployment_id,), countdown=settings.MLOPS_DEPLOY_POLL_SECONDS)
 

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "audit",
     "models_registry",
     "deployments",
+    "workspaces",
 ]
 
 MIDDLEWARE = [
@@ -186,6 +187,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "deployments.tasks.promotions_resume",
         "schedule": timedelta(seconds=int(os.environ.get("MLOPS_RESUME_STALE_EVERY", "30"))),
     },
+    "azureml-sync": {  # does nothing unless MLOPS_BACKEND is azureml
+        "task": "workspaces.tasks.azureml_sync",
+        "schedule": timedelta(seconds=int(os.environ.get("MLOPS_SYNC_SECONDS", "300"))),
+    },
     "reconcile-deployments": {
         "task": "deployments.tasks.deployments_reconcile",
         "schedule": timedelta(seconds=int(os.environ.get("MLOPS_RECONCILE_EVERY", "30"))),
@@ -196,7 +201,10 @@ CELERY_BEAT_SCHEDULE = {
 MLOPS_BACKEND = os.environ.get("MLOPS_BACKEND", "local")
 MLOPS_BACKENDS = {
     "local": "mlopsportal.backends.local.LocalBackend",
+    "azureml": "mlopsportal.backends.azureml.AzureMLBackend",
 }
+# How the azureml backend signs in: a TokenCredential class from azure-identity (never a secret in the database).
+MLOPS_AZURE_CREDENTIAL = os.environ.get("MLOPS_AZURE_CREDENTIAL", "azure.identity.DefaultAzureCredential")
 MLOPS_ARTIFACT_ROOT = Path(os.environ.get("MLOPS_ARTIFACT_ROOT", DATA_DIR / "artifacts")).resolve()
 MLOPS_EXAMPLES_DIRS = [BASE_DIR / "examples", *[Path(p) for p in env_list("MLOPS_EXTRA_EXAMPLES_DIRS")]]
 # Hard ceiling on a training run; the launch form may ask for less.
@@ -222,5 +230,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # The Azure SDK logs every request and response at INFO; keep its warnings and errors only.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "azure": {"level": "WARNING"}},
 }

@@ -8,5 +8,6 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("", include("models_registry.urls")),
     path("", include("deployments.urls")),
+    path("", include("workspaces.urls")),
     path("admin/", admin.site.urls),
 ]

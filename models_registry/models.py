@@ -53,6 +53,8 @@ class ModelVersion(models.Model):
                                      related_name="versions")
     dataset_sha256 = models.CharField(max_length=64, blank=True)
     code_version = models.CharField(max_length=64, blank=True)
+    changed_outside = models.CharField(
+        max_length=300, blank=True, help_text="What the sync found changed in the ML platform outside the portal.")
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
 

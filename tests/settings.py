@@ -26,6 +26,10 @@ def _free_port() -> int:
 os.environ.setdefault("MLOPS_ROUTER_URL", f"http://127.0.0.1:{_free_port()}")
 
 from mlopsportal.settings import *  # noqa: E402,F403
+from tests.fakeaml import dns as _fake_azure_dns  # noqa: E402
+
+# A worker started by a test of the azureml backend reaches the test's fake Azure ML (tests/fakeaml) this way.
+_fake_azure_dns.install_from_env()
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins; tests only
 # Tests serve static files from the source folders; the hashed manifest exists only after collectstatic.

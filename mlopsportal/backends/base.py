@@ -16,9 +16,14 @@ from mlopsportal.lib.files import FileEntry
 class BackendError(Exception):
     """A failure talking to the ML platform. `permanent` errors are shown to the user; others are retried."""
 
-    def __init__(self, message: str, *, permanent: bool = True):
+    def __init__(self, message: str, *, permanent: bool = True, retry_after: float | None = None):
         super().__init__(message)
         self.permanent = permanent
+        self.retry_after = retry_after  # seconds the platform asked us to wait, when it said
+
+    def retry_countdown(self, attempt: int) -> float:
+        """Seconds before retry number `attempt` (0-based): exponential backoff, never sooner than asked."""
+        return max(min(60, 5 * 2 ** attempt), self.retry_after or 0)
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,14 @@ class ServingSpec:
     code_job_id: str  # the training job whose code snapshot holds the scoring script
     scoring_script: str
     settings: dict  # DeploymentProfile.serving_settings()
+    stage: str = "production"  # the endpoint's stage: a platform may place staging elsewhere
+
+
+@dataclass(frozen=True)
+class EndpointAccess:
+    """Where clients send requests and the key they send, when the platform (not the portal's router) serves."""
+    scoring_url: str
+    key: str
 
 
 @dataclass(frozen=True)
@@ -114,6 +127,11 @@ class MLBackend(abc.ABC):
     @abc.abstractmethod
     def deployment_state(self, ref: dict) -> DeploymentState: ...
 
+    def deployment_advance(self, ref: dict) -> DeploymentState:
+        """Move a deployment that is being created along (a platform may need a further call once the endpoint
+        exists) and say where it stands. Called only while the portal is creating it."""
+        return self.deployment_state(ref)
+
     @abc.abstractmethod
     def deployment_logs(self, ref: dict, lines: int = 200) -> str: ...
 
@@ -128,6 +146,14 @@ class MLBackend(abc.ABC):
     @abc.abstractmethod
     def endpoint_traffic_apply(self, *, endpoint_name: str, traffic: dict[str, int]) -> None:
         """Make the platform route the endpoint's requests by these weights (deployment name -> percent)."""
+
+    def endpoint_traffic_applied(self, *, endpoint_name: str, traffic: dict[str, int]) -> bool:
+        """Whether the platform routes by these weights yet (a platform may take a while to apply them)."""
+        return True
+
+    def endpoint_access(self, endpoint_name: str) -> EndpointAccess | None:
+        """The platform's scoring URL and key for the endpoint, or None when the portal's router serves it."""
+        return None
 
     def serving_notes(self, settings: dict) -> list[str]:
         """Which profile settings this backend does not honour, in words for the endpoint page."""

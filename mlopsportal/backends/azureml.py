@@ -1,0 +1,555 @@
+"""The Azure ML backend: the same interface as the local one, on a workspace, through the azure-ai-ml v2 SDK.
+
+Where things live in the workspace:
+    training   a command job on the training cluster; its code snapshot holds the example's sources and data file;
+               named outputs `model` and `logs` go to fixed datastore paths, so the portal can fetch them itself
+    registry   models registered from the job's `model` output (no upload from the portal); versions are
+               `azureml:<name>:<version>`, and their files are fetched into a local cache to list and show them
+    serving    a Kubernetes online endpoint on the attached AKS compute for production; staging on a managed
+               endpoint or on Kubernetes, by the workspace setting; deployments reuse the training job's code
+               asset for score.py, so deploying uploads nothing
+
+Every call is time-limited (connect 10 s, read 60 s) and long operations are started, never waited on: the
+portal polls them from rescheduled tasks. SDK errors are translated at this boundary into BackendError: transient
+(throttling, 5xx, conflicts with a running operation, network) with the service's Retry-After when it sent one,
+permanent (validation, quota, not found, access) with the service's own message.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from mlopsportal.examples import Example
+from mlopsportal.lib import files
+
+from .base import (
+    BackendError,
+    ComputeTarget,
+    DeployedRef,
+    DeploymentState,
+    EndpointAccess,
+    MLBackend,
+    RegisteredArtifact,
+    ServingSpec,
+    TrainingStatus,
+    TrainingSubmission,
+)
+
+log = logging.getLogger(__name__)
+
+URI_PREFIX = "azureml:"
+OUTPUT_ROOT = "azureml://datastores/workspaceblobstore/paths/mlops-portal/jobs"
+RUNNING_JOB_STATES = {"NotStarted", "Queued", "Preparing", "Provisioning", "Starting", "Running", "Finalizing",
+                      "CancelRequested", "NotResponding", "Paused", "Unknown"}
+BUSY_PROVISIONING = {"Creating", "Updating", "Scaling", "Provisioning", "Deleting"}
+# Transport limits for every ARM call; uploads and downloads are bounded by the Celery task's time limit.
+TRANSPORT = {"connection_timeout": 10, "read_timeout": 60, "retry_total": 3, "retry_backoff_factor": 0.8,
+             "retry_backoff_max": 20}
+SIGN_IN_HINT = ("Sign in on the machine that runs the portal with `az login`, or set AZURE_TENANT_ID, "
+                "AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or run it with a managed identity.")
+
+
+def translate(exc: BaseException, doing: str) -> BackendError:
+    """An SDK or transport exception as a BackendError that says what failed, in the service's words."""
+    from azure.ai.ml.exceptions import MlException
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    if isinstance(exc, BackendError):
+        return exc
+    name = type(exc).__name__
+    if isinstance(exc, ClientAuthenticationError) or name == "CredentialUnavailableError":
+        return BackendError(f"{doing}: Azure refused the credentials ({_service_message(exc)}). {SIGN_IN_HINT}")
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code or 0
+        message = f"{doing}: {_service_message(exc)} (HTTP {status})"
+        if status == 429 or status == 408 or status >= 500:
+            return BackendError(message, permanent=False, retry_after=_retry_after(exc))
+        if status == 409:  # another operation is still running on the resource
+            return BackendError(message, permanent=False, retry_after=_retry_after(exc) or 10)
+        if status == 403:
+            return BackendError(f"{message}. The portal's identity needs a role on the workspace (see the README).")
+        return BackendError(message)
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError, TimeoutError, ConnectionError)):
+        return BackendError(f"{doing}: could not reach Azure ML ({exc})", permanent=False)
+    if isinstance(exc, MlException):
+        return BackendError(f"{doing}: {exc.message}")
+    return BackendError(f"{doing}: {name}: {exc}")
+
+
+def _service_message(exc) -> str:
+    error = getattr(exc, "error", None)
+    if error is not None and getattr(error, "message", None):
+        return error.message
+    message = str(getattr(exc, "message", "") or exc)
+    return message.split("\n", 1)[0].removeprefix("(None) ").strip() or type(exc).__name__
+
+
+def _retry_after(exc) -> float | None:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("Retry-After") if response is not None else None
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _model_uri(model) -> str:
+    """`azureml:<name>:<version>` from the ARM id or short form a deployment reports."""
+    text = str(getattr(model, "id", None) or model or "")
+    if "/models/" in text and "/versions/" in text:
+        name = text.split("/models/")[1].split("/")[0]
+        return f"{URI_PREFIX}{name}:{text.rsplit('/versions/', 1)[1]}"
+    return text if text.startswith(URI_PREFIX) else ""
+
+
+def _not_found(exc: BaseException) -> bool:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    return isinstance(exc, ResourceNotFoundError) or getattr(exc, "status_code", None) == 404
+
+
+@contextmanager
+def calling(doing: str):
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - everything from the SDK leaves here as a BackendError
+        raise translate(exc, doing) from exc
+
+
+class AzureMLBackend(MLBackend):
+    name = "azureml"
+
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root or settings.MLOPS_ARTIFACT_ROOT) / "azureml"
+        self._lock = threading.Lock()
+        self._clients: dict = {}
+        self._credentials: dict = {}
+
+    # --- connection -------------------------------------------------------------------------------------------
+    def config(self):
+        from workspaces.models import AzureMLWorkspace
+
+        config = AzureMLWorkspace.load().config()
+        if config.missing:
+            raise BackendError("The Azure ML workspace is not set up: an admin sets the "
+                               + ", ".join(config.missing) + " on the Workspace page.")
+        return config
+
+    def credential(self):
+        """The TokenCredential named by settings.MLOPS_AZURE_CREDENTIAL (one per process: it caches tokens)."""
+        path = settings.MLOPS_AZURE_CREDENTIAL
+        with self._lock:
+            if path not in self._credentials:
+                self._credentials[path] = import_string(path)()
+            return self._credentials[path]
+
+    def forget_clients(self) -> None:
+        """Drop cached clients and credentials (after the settings or the network changed)."""
+        with self._lock:
+            self._clients.clear()
+            self._credentials.clear()
+
+    def client(self, config=None, *, show_progress: bool = False):
+        """An MLClient for the workspace (built without network calls; one per settings and process)."""
+        from azure.ai.ml import MLClient
+
+        config = config or self.config()
+        key = (settings.MLOPS_AZURE_CREDENTIAL, config.subscription_id, config.resource_group, config.workspace_name,
+               show_progress)
+        with self._lock:
+            client = self._clients.get(key)
+        if client is None:
+            client = MLClient(self.credential(), config.subscription_id, config.resource_group,
+                              config.workspace_name, show_progress=show_progress, enable_telemetry=False, **TRANSPORT)
+            with self._lock:
+                self._clients[key] = client
+        return client
+
+    def connection_check(self, config) -> list[dict]:
+        """What "Test connection" shows: each check in turn, stopping at the first that fails."""
+        results = []
+
+        def record(check: str, ok: bool, message: str) -> bool:
+            results.append({"check": check, "ok": ok, "message": message})
+            return ok
+
+        if config.missing:
+            record("Settings", False, "Missing: " + ", ".join(config.missing) + ".")
+            return results
+        record("Settings", True, f"Workspace {config.workspace_name} in resource group {config.resource_group}.")
+        try:
+            self.credential().get_token("https://management.azure.com/.default")
+        except Exception as exc:  # noqa: BLE001
+            record("Credentials", False, f"No usable Azure credential: {str(exc).splitlines()[0]} {SIGN_IN_HINT}")
+            return results
+        record("Credentials", True, f"Signed in through {settings.MLOPS_AZURE_CREDENTIAL.rsplit('.', 1)[-1]}.")
+        ml = self.client(config)
+        try:
+            workspace = ml.workspaces.get(config.workspace_name)
+        except Exception as exc:  # noqa: BLE001
+            if _not_found(exc):
+                message = (f"No workspace {config.workspace_name} in resource group {config.resource_group} of "
+                           f"subscription {config.subscription_id} (or the identity cannot see it).")
+            else:
+                message = str(translate(exc, "Reading the workspace"))
+            record("Workspace", False, message)
+            return results
+        record("Workspace", True, f"{workspace.name} in {workspace.location}.")
+        for check, name, kinds, hint in (
+                ("AKS compute", config.aks_compute, {"kubernetes", "aks"},
+                 "Attach the AKS cluster to the workspace as a Kubernetes compute (README: Attaching AKS)."),
+                ("Training cluster", config.training_cluster, {"amlcompute"},
+                 "Create a compute cluster in the workspace, or fix the name.")):
+            try:
+                compute = ml.compute.get(name)
+            except Exception as exc:  # noqa: BLE001
+                message = (f"The workspace has no compute named {name}. {hint}" if _not_found(exc)
+                           else str(translate(exc, f"Reading compute {name}")))
+                record(check, False, message)
+                return results
+            kind = str(getattr(compute, "type", "")).lower()
+            if kind not in kinds:
+                record(check, False, f"{name} is a {compute.type} compute, not {' or '.join(sorted(kinds))}. {hint}")
+                return results
+            state = getattr(compute, "provisioning_state", None)
+            state = str(getattr(state, "value", state) or "ready").lower()
+            record(check, True, f"{name} ({compute.type}, {state}).")
+        return results
+
+    # --- training ---------------------------------------------------------------------------------------------
+    def compute_targets(self) -> list[ComputeTarget]:
+        from workspaces.models import AzureMLWorkspace
+
+        cluster = AzureMLWorkspace.load().training_cluster
+        return [ComputeTarget(cluster, "Azure ML compute cluster")] if cluster else []
+
+    @staticmethod
+    def _output_path(job_name: str, output: str) -> str:
+        return f"{OUTPUT_ROOT}/{job_name}/{output}/"
+
+    def training_submit(self, *, job_name, example: Example, params, compute_target, experiment_name,
+                        timeout_seconds) -> TrainingSubmission:
+        from azure.ai.ml import Output, command
+
+        config = self.config()
+        code_version = example.code_version()
+        dataset_sha256 = files.file_sha256(example.data_path)
+        ml = self.client(config, show_progress=True)  # with progress on, a refused upload raises instead of hanging
+        try:
+            ml.jobs.get(job_name)
+            return TrainingSubmission(job_name, code_version, dataset_sha256)  # a retried submit: it is there
+        except Exception as exc:  # noqa: BLE001
+            if not _not_found(exc):
+                raise translate(exc, f"Looking up job {job_name}") from exc
+        data_name = example.data_path.name
+        arguments = " ".join(f"--{name} ${{{{inputs.{name}}}}}" for name in params)
+        script = (f"python {example.script} --data data/{data_name} --output-dir ${{{{outputs.model}}}} {arguments}"
+                  .strip())
+        with tempfile.TemporaryDirectory(prefix="mlops-code-") as tmp:
+            code = Path(tmp) / example.name
+            (code / "data").mkdir(parents=True)
+            for path in example.code_files():
+                shutil.copy2(path, code / path.name)
+            shutil.copy2(example.data_path, code / "data" / data_name)
+            job = command(
+                name=job_name, display_name=f"{example.name} · {job_name}", experiment_name=experiment_name,
+                code=str(code), environment=config.training_environment, compute=compute_target,
+                command=f"{script} 2>&1 | tee ${{{{outputs.logs}}}}/std_log.txt; exit ${{PIPESTATUS[0]}}",
+                inputs=dict(params), timeout=timeout_seconds,
+                outputs={name: Output(type="uri_folder", path=self._output_path(job_name, name))
+                         for name in ("model", "logs")},
+                tags={"mlops-portal": "training", "code_version": code_version, "dataset_sha256": dataset_sha256},
+            )
+            with calling(f"Submitting training job {job_name}"):
+                ml.jobs.create_or_update(job)
+        return TrainingSubmission(job_name, code_version, dataset_sha256)
+
+    def _download(self, uri: str, destination: Path) -> None:
+        from azure.ai.ml._artifacts._artifact_utilities import download_artifact_from_aml_uri
+
+        ml = self.client()
+        partial = destination.with_name(destination.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        with calling(f"Downloading {uri}"):
+            download_artifact_from_aml_uri(uri=uri, destination=str(partial), datastore_operation=ml.datastores)
+        shutil.rmtree(destination, ignore_errors=True)
+        partial.rename(destination)
+
+    def _job_dir(self, job_id: str) -> Path:
+        if not job_id or "/" in job_id or job_id.startswith("."):
+            raise BackendError(f"Invalid job id {job_id!r}.")
+        return self.root / "jobs" / job_id
+
+    def training_status(self, job_id: str) -> TrainingStatus:
+        ml = self.client()
+        with calling(f"Reading job {job_id}"):
+            job = ml.jobs.get(job_id)
+        status = job.status or "Unknown"
+        studio = f"Azure ML job {job_id}: {status}." + (f" Studio: {job.studio_url}" if job.studio_url else "")
+        if status in RUNNING_JOB_STATES:
+            return TrainingStatus("running", log=studio)
+        folder = self._job_dir(job_id)
+        log_text = studio
+        try:
+            self._download(self._output_path(job_id, "logs"), folder / "logs")
+            log_text = (folder / "logs" / "std_log.txt").read_text(errors="replace")
+        except (BackendError, OSError) as exc:
+            log.info("no logs for %s: %s", job_id, exc)
+        if status != "Completed":
+            error = (job.properties or {}).get("error", "")
+            return TrainingStatus("failed", log=log_text,
+                                  error=f"The Azure ML job ended {status}. {error}".strip() + "\n" + studio)
+        self._download(self._output_path(job_id, "model"), folder / "model")
+        try:
+            import json
+
+            metrics = json.loads((folder / "model" / "metrics.json").read_text())
+        except (OSError, ValueError) as exc:
+            return TrainingStatus("failed", log=log_text, error=f"Could not read the job's metrics.json: {exc}")
+        return TrainingStatus("succeeded", log=log_text, metrics=metrics)
+
+    def training_cancel(self, job_id: str) -> None:
+        ml = self.client()
+        with calling(f"Canceling job {job_id}"):
+            ml.jobs.begin_cancel(job_id)
+
+    # --- registry and artifacts -------------------------------------------------------------------------------
+    def model_register(self, *, job_id: str, model_name: str, version: int) -> RegisteredArtifact:
+        from azure.ai.ml.entities import Model
+
+        ml = self.client()
+        with calling(f"Registering {model_name} v{version}"):
+            ml.models.create_or_update(Model(
+                name=model_name, version=str(version), type="custom_model",
+                path=f"azureml://jobs/{job_id}/outputs/model", tags={"mlops-portal": "registered", "job": job_id},
+                description=f"Registered by the MLOps portal from job {job_id}."))
+        uri = f"{URI_PREFIX}{model_name}:{version}"
+        entries = self.artifact_files(uri)
+        return RegisteredArtifact(uri=uri, sha256=files.manifest_sha256(entries), size=sum(e.size for e in entries),
+                                  files=entries)
+
+    def _artifact_dir(self, uri: str) -> Path:
+        """The version's files in the local cache, fetched from the workspace the first time."""
+        if not uri.startswith(URI_PREFIX) or uri.count(":") != 2:
+            raise BackendError(f"Not an Azure ML model: {uri}")
+        _, name, version = uri.split(":")
+        folder = files.safe_join(self.root, f"models/{name}/{version}")
+        if not folder.is_dir():
+            ml = self.client()
+            partial = folder.with_name(folder.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            with calling(f"Downloading {name} v{version}"):
+                ml.models.download(name, version, download_path=str(partial))
+            inner = partial / name  # the SDK puts the files under <download_path>/<name>/
+            source = inner if inner.is_dir() else partial
+            children = [p for p in source.iterdir()]
+            if len(children) == 1 and children[0].is_dir():  # and under the output folder's own name
+                source = children[0]
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            source.rename(folder)
+            shutil.rmtree(partial, ignore_errors=True)
+        return folder
+
+    def artifact_files(self, uri: str) -> list[files.FileEntry]:
+        return files.folder_manifest(self._artifact_dir(uri))
+
+    def artifact_open(self, uri: str, path: str) -> BinaryIO:
+        try:
+            target = files.safe_join(self._artifact_dir(uri), path)
+        except ValueError as exc:
+            raise BackendError(str(exc)) from exc
+        if not target.is_file():
+            raise BackendError(f"No file {path} in {uri}.")
+        return open(target, "rb")
+
+    # --- serving ----------------------------------------------------------------------------------------------
+    def _endpoint_kind(self, config, stage: str) -> str:
+        return "managed" if stage == "staging" and config.staging_on == "managed" else "kubernetes"
+
+    def _endpoint_entity(self, config, name: str, kind: str):
+        from azure.ai.ml.entities import KubernetesOnlineEndpoint, ManagedOnlineEndpoint
+
+        tags = {"mlops-portal": "endpoint"}
+        if kind == "managed":
+            return ManagedOnlineEndpoint(name=name, auth_mode="key", tags=tags)
+        return KubernetesOnlineEndpoint(name=name, compute=config.aks_compute, auth_mode="key", tags=tags)
+
+    def _deployment_entity(self, config, ref: dict):
+        from azure.ai.ml.entities import (
+            CodeConfiguration,
+            KubernetesOnlineDeployment,
+            ManagedOnlineDeployment,
+            OnlineRequestSettings,
+            ResourceRequirementsSettings,
+            ResourceSettings,
+            TargetUtilizationScaleSettings,
+        )
+
+        s = ref["settings"]
+        common = dict(
+            name=ref["deployment"], endpoint_name=ref["endpoint"], model=ref["model"],
+            code_configuration=CodeConfiguration(code=ref["code"], scoring_script=ref["scoring_script"]),
+            environment=config.inference_environment, instance_count=s["instance_count"],
+            request_settings=OnlineRequestSettings(
+                request_timeout_ms=s["request_timeout_ms"],
+                max_concurrent_requests_per_instance=s["max_concurrent_requests_per_instance"]),
+            tags={"mlops-portal": "deployment"},
+        )
+        if ref["kind"] == "managed":
+            return ManagedOnlineDeployment(instance_type=config.managed_instance_type, **common)
+        cpu, memory = f"{s['cpu_request']:g}", f"{s['memory_request_gb']:g}Gi"
+        scale = None
+        if s["autoscale_enabled"]:
+            scale = TargetUtilizationScaleSettings(min_instances=s["min_instances"], max_instances=s["max_instances"],
+                                                   target_utilization_percentage=s["target_utilization"])
+        return KubernetesOnlineDeployment(
+            resources=ResourceRequirementsSettings(requests=ResourceSettings(cpu=cpu, memory=memory),
+                                                   limits=ResourceSettings(cpu=cpu, memory=memory)),
+            scale_settings=scale, **common)
+
+    def deployment_create(self, spec: ServingSpec) -> DeployedRef:
+        """Create the endpoint if it is missing (the deployment itself is submitted by deployment_state once the
+        endpoint is ready). Nothing here waits for Azure."""
+        config = self.config()
+        ml = self.client(config)
+        with calling(f"Reading training job {spec.code_job_id}"):
+            code = ml.jobs.get(spec.code_job_id).code
+        if not code:
+            raise BackendError(f"Training job {spec.code_job_id} has no code asset to take {spec.scoring_script} from.")
+        if not spec.artifact_uri.startswith(URI_PREFIX):
+            raise BackendError(f"{spec.artifact_uri} is not a model of the Azure ML workspace.")
+        kind = self._endpoint_kind(config, spec.stage)
+        ref = {"endpoint": spec.endpoint_name, "deployment": spec.deployment_name, "kind": kind,
+               "model": spec.artifact_uri, "code": code, "scoring_script": spec.scoring_script,
+               "settings": spec.settings}
+        self._endpoint_ensure(ml, config, spec.endpoint_name, kind)
+        return DeployedRef(ref=ref, scoring_url="")
+
+    def _endpoint_ensure(self, ml, config, name: str, kind: str) -> None:
+        try:
+            ml.online_endpoints.get(name)
+            return
+        except Exception as exc:  # noqa: BLE001
+            if not _not_found(exc):
+                raise translate(exc, f"Reading endpoint {name}") from exc
+        with calling(f"Creating endpoint {name}"):
+            ml.online_endpoints.begin_create_or_update(self._endpoint_entity(config, name, kind))
+
+    def deployment_state(self, ref: dict) -> DeploymentState:
+        return self._deployment_state(ref, submit_missing=False)
+
+    def deployment_advance(self, ref: dict) -> DeploymentState:
+        return self._deployment_state(ref, submit_missing=True)
+
+    def _deployment_state(self, ref: dict, *, submit_missing: bool) -> DeploymentState:
+        config = self.config()
+        ml = self.client(config)
+        endpoint_name, name = ref["endpoint"], ref["deployment"]
+        try:
+            endpoint = ml.online_endpoints.get(endpoint_name)
+        except Exception as exc:  # noqa: BLE001
+            if _not_found(exc):
+                return DeploymentState("failed", error=f"Endpoint {endpoint_name} is gone from the workspace.")
+            raise translate(exc, f"Reading endpoint {endpoint_name}") from exc
+        if endpoint.provisioning_state == "Failed":
+            return DeploymentState("failed", error=f"Creating endpoint {endpoint_name} failed in Azure ML.")
+        if endpoint.provisioning_state != "Succeeded":
+            return DeploymentState("starting")
+        try:
+            deployment = ml.online_deployments.get(name, endpoint_name)
+        except Exception as exc:  # noqa: BLE001
+            if not _not_found(exc):
+                raise translate(exc, f"Reading deployment {name}") from exc
+            if not submit_missing:
+                return DeploymentState("failed", error=f"Deployment {name} is gone from endpoint {endpoint_name}.")
+            with calling(f"Creating deployment {name} on {endpoint_name}"):
+                ml.online_deployments.begin_create_or_update(self._deployment_entity(config, ref))
+            return DeploymentState("starting")
+        state = deployment.provisioning_state
+        if state == "Succeeded":
+            return DeploymentState("healthy")
+        if state in ("Failed", "Canceled"):
+            return DeploymentState("failed", error=f"Azure ML reports the deployment {state.lower()}.\n"
+                                                   + self.deployment_logs(ref, 40))
+        return DeploymentState("starting")
+
+    def deployment_logs(self, ref: dict, lines: int = 200) -> str:
+        ml = self.client()
+        try:
+            return ml.online_deployments.get_logs(ref["deployment"], ref["endpoint"], lines) or ""
+        except Exception as exc:  # noqa: BLE001
+            return f"(no logs: {translate(exc, 'Reading the logs')})"
+
+    def deployment_delete(self, ref: dict) -> None:
+        ml = self.client()
+        try:
+            ml.online_deployments.begin_delete(ref["deployment"], ref["endpoint"])
+        except Exception as exc:  # noqa: BLE001
+            if not _not_found(exc):
+                raise translate(exc, f"Deleting deployment {ref['deployment']}") from exc
+
+    def endpoint_traffic_apply(self, *, endpoint_name: str, traffic: dict[str, int]) -> None:
+        ml = self.client()
+        with calling(f"Setting the traffic of {endpoint_name}"):
+            endpoint = ml.online_endpoints.get(endpoint_name)
+            endpoint.traffic = {name: int(percent) for name, percent in traffic.items()}
+            ml.online_endpoints.begin_create_or_update(endpoint)
+
+    def endpoint_traffic_applied(self, *, endpoint_name: str, traffic: dict[str, int]) -> bool:
+        ml = self.client()
+        with calling(f"Reading endpoint {endpoint_name}"):
+            endpoint = ml.online_endpoints.get(endpoint_name)
+        live = {name: int(p) for name, p in (endpoint.traffic or {}).items() if int(p)}
+        wanted = {name: int(p) for name, p in traffic.items() if int(p)}
+        return endpoint.provisioning_state == "Succeeded" and live == wanted
+
+    def endpoint_access(self, endpoint_name: str) -> EndpointAccess:
+        ml = self.client()
+        with calling(f"Reading endpoint {endpoint_name}"):
+            endpoint = ml.online_endpoints.get(endpoint_name)
+            keys = ml.online_endpoints.get_keys(endpoint_name)
+        return EndpointAccess(scoring_url=endpoint.scoring_uri or "", key=getattr(keys, "primary_key", "") or "")
+
+    # --- what the workspace holds, for the sync ---------------------------------------------------------------
+    def inventory(self) -> dict:
+        """Endpoints (with deployments and traffic) and model versions, as plain data."""
+        ml = self.client()
+        endpoints = []
+        with calling("Listing endpoints"):
+            for endpoint in ml.online_endpoints.list():
+                deployments = [{"name": d.name, "model": _model_uri(d.model), "state": d.provisioning_state}
+                               for d in ml.online_deployments.list(endpoint.name)]
+                endpoints.append({
+                    "name": endpoint.name, "kind": "managed" if endpoint.__class__.__name__.startswith("Managed")
+                    else "kubernetes", "state": endpoint.provisioning_state, "scoring_url": endpoint.scoring_uri or "",
+                    "traffic": {k: int(v) for k, v in (endpoint.traffic or {}).items()}, "deployments": deployments})
+        models: dict[str, list[int]] = {}
+        with calling("Listing models"):
+            for container in ml.models.list():
+                versions = [int(m.version) for m in ml.models.list(name=container.name) if str(m.version).isdigit()]
+                models[container.name] = sorted(versions)
+        return {"endpoints": endpoints, "models": models}
+
+    def serving_notes(self, settings: dict) -> list[str]:
+        notes = []
+        if not settings.get("auth_enabled", True):
+            notes.append("Azure ML online endpoints always ask for a key: auth stays on.")
+        notes.append("CPU and memory requests are also set as limits on Kubernetes deployments; managed "
+                     "deployments use the workspace's instance type instead.")
+        if settings.get("autoscale_enabled"):
+            notes.append("Target-utilization autoscale applies on Kubernetes endpoints; a managed staging endpoint "
+                         "runs the starting instance count.")
+        return notes

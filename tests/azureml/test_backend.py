@@ -1,0 +1,231 @@
+"""The azureml backend's calls as the fake Azure ML sees them (method, path, api-version, body), and its faults."""
+import time
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from deployments import services
+from deployments.models import Deployment, DeploymentProfile
+from mlopsportal import examples
+from mlopsportal.backends import BackendError, get_backend
+from models_registry.models import ModelVersion, RegisteredModel, TrainingRun
+from tests.conftest import wait_for
+from workspaces.models import AzureMLWorkspace
+from workspaces.services import workspace_connection_test
+
+pytestmark = pytest.mark.django_db
+SMALL = {"n_estimators": 20, "cv_folds": 2}
+
+
+def train(backend, job_name: str, params=SMALL):
+    backend.training_submit(job_name=job_name, example=examples.get_example("titanic"), params=params,
+                            compute_target="cpu-cluster", experiment_name="titanic", timeout_seconds=300)
+    statuses = []
+
+    def finished():
+        statuses.append(backend.training_status(job_name))
+        return statuses[-1].finished
+
+    wait_for(finished, timeout=120, interval=0.5, message=f"job {job_name}")
+    return statuses[-1]
+
+
+def version_on_azure(user, backend, job_name="job-serving"):
+    """A version trained and registered through the fake, as the training flow leaves it."""
+    status = train(backend, job_name)
+    assert status.state == "succeeded", status.error
+    run = TrainingRun.objects.create(
+        experiment_name="titanic", example="titanic", params=SMALL, compute_target="cpu-cluster", backend="azureml",
+        timeout_seconds=300, status=TrainingRun.Status.SUCCEEDED, launched_by=user, backend_job_id=job_name,
+        metrics=status.metrics)
+    model, _ = RegisteredModel.objects.get_or_create(name="titanic")
+    number = model.versions.count() + 1
+    artifact = backend.model_register(job_id=job_name, model_name="titanic", version=number)
+    return ModelVersion.objects.create(model=model, version=number, artifact_uri=artifact.uri,
+                                       artifact_sha256=artifact.sha256, training_run=run, created_by=user)
+
+
+def test_connection_check_passes_on_the_fake_and_names_a_missing_compute(azure, admin_user):
+    workspace = workspace_connection_test(actor=admin_user)
+    assert workspace.check_ok, workspace.check_results
+    assert [r["check"] for r in workspace.check_results] == ["Settings", "Credentials", "Workspace", "AKS compute",
+                                                             "Training cluster"]
+    AzureMLWorkspace.objects.filter(pk=1).update(aks_compute="aks-missing")
+    workspace = workspace_connection_test(actor=admin_user)
+    failed = workspace.check_results[-1]
+    assert not workspace.check_ok and failed["check"] == "AKS compute"
+    assert "no compute named aks-missing" in failed["message"] and "Attach" in failed["message"]
+
+
+def test_training_job_as_sent_and_its_outputs(azure):
+    backend = get_backend("azureml")
+    status = train(backend, "job-sent", params={**SMALL, "max_features": "log2"})
+    assert status.state == "succeeded", status.error
+    assert 0.6 < status.metrics["cv_accuracy"] <= 1
+    assert "Wrote model.pkl and metrics.json" in status.log  # the script's own output, from the job's logs output
+    put = azure.find("PUT", r"/jobs/job-sent$")[-1]
+    assert put.api_version == "2025-01-01-preview"
+    props = put.body["properties"]
+    assert props["jobType"] == "Command"
+    assert props["computeId"].endswith("/computes/cpu-cluster")
+    assert props["environmentId"] == "azureml:AzureML-sklearn-1.5@latest"
+    assert props["experimentName"] == "titanic"
+    assert "--data data/titanic.csv" in props["command"] and "${{outputs.model}}" in props["command"]
+    assert props["inputs"]["max_features"] == {"jobInputType": "literal", "value": "log2"}
+    assert props["outputs"]["model"]["uri"].endswith("/paths/mlops-portal/jobs/job-sent/model/")
+    assert props["codeId"] and "/codes/" in props["codeId"]
+    # A retried submit finds its job and sends nothing new.
+    puts = len(azure.find("PUT", r"/jobs/"))
+    backend.training_submit(job_name="job-sent", example=examples.get_example("titanic"), params=SMALL,
+                            compute_target="cpu-cluster", experiment_name="titanic", timeout_seconds=300)
+    assert len(azure.find("PUT", r"/jobs/")) == puts
+
+
+def test_register_from_the_job_output_uploads_nothing(azure):
+    backend = get_backend("azureml")
+    assert train(backend, "job-reg").state == "succeeded"
+    blob_puts = len(blob_writes(azure))
+    artifact = backend.model_register(job_id="job-reg", model_name="titanic", version=1)
+    assert artifact.uri == "azureml:titanic:1"
+    assert {f.path for f in artifact.files} == {"model.pkl", "metrics.json", "features.json"}
+    put = azure.find("PUT", r"/models/titanic/versions/1$")[-1]
+    assert put.body["properties"]["modelUri"] == "azureml://jobs/job-reg/outputs/model"
+    assert len(blob_writes(azure)) == blob_puts
+    with backend.artifact_open(artifact.uri, "metrics.json") as fh:
+        assert b"cv_accuracy" in fh.read()
+
+
+def blob_writes(azure):
+    return [r for r in azure.find("PUT", r".") if "blob" in r.host]
+
+
+def test_throttling_is_retried_after_the_time_azure_asks(azure):
+    backend = get_backend("azureml")
+    azure.inject("GET", r"/computes/cpu-cluster$", 429, headers={"Retry-After": "1"})
+    started = time.monotonic()
+    assert backend.client().compute.get("cpu-cluster").name == "cpu-cluster"
+    assert time.monotonic() - started >= 0.9
+    assert len(azure.find("GET", r"/computes/cpu-cluster$")) == 2
+
+
+def test_errors_are_translated_transient_or_permanent_with_the_service_message(azure):
+    backend = get_backend("azureml")
+    azure.inject("GET", r"/jobs/job-x$", 503, times=10)
+    with pytest.raises(BackendError) as transient:
+        backend.training_status("job-x")
+    assert not transient.value.permanent and "503" in str(transient.value)
+
+    with pytest.raises(BackendError) as missing:
+        backend.training_status("job-never-submitted")
+    assert missing.value.permanent and "job-never-submitted" in str(missing.value)
+
+    azure.inject("POST", r"/jobs/job-y/cancel$", 409, times=10,
+                 body={"error": {"code": "Conflict", "message": "Another operation is in progress."}})
+    with pytest.raises(BackendError) as conflict:
+        backend.training_cancel("job-y")
+    assert not conflict.value.permanent and "Another operation is in progress." in str(conflict.value)
+    assert conflict.value.retry_after
+
+
+def test_refused_code_upload_fails_the_submit_instead_of_hanging(azure):
+    backend = get_backend("azureml")
+    azure.inject("PUT", r".", 403, times=50, host_regex=r"blob",
+                 body={"error": {"code": "AuthorizationFailure", "message": "This request is not authorized."}})
+    started = time.monotonic()
+    with pytest.raises(BackendError) as refused:
+        backend.training_submit(job_name="job-403", example=examples.get_example("titanic"), params=SMALL,
+                                compute_target="cpu-cluster", experiment_name="titanic", timeout_seconds=300)
+    assert time.monotonic() - started < 60
+    assert refused.value.permanent and "job-403" in str(refused.value)
+    assert not azure.find("PUT", r"/jobs/job-403$")
+
+
+@pytest.fixture
+def kube_profile(db):
+    return DeploymentProfile.objects.create(
+        name="aks", instance_count=3, autoscale_enabled=True, min_instances=3, max_instances=6, target_utilization=50,
+        cpu_request=0.5, memory_request_gb=1, request_timeout_ms=60000, max_concurrent_requests_per_instance=2)
+
+
+def poll_until_settled(deployment, timeout=90):
+    def settled():
+        services.deployment_poll(deployment_id=deployment.pk)
+        deployment.refresh_from_db()
+        return deployment.status != Deployment.Status.CREATING
+
+    wait_for(settled, timeout=timeout, interval=0.5, message=f"{deployment} to settle")
+    return deployment
+
+
+def start(endpoint, version, name, user):
+    deployment = Deployment.objects.create(endpoint=endpoint, name=name, model_version=version,
+                                           serving_settings=endpoint.profile.serving_settings(), created_by=user)
+    assert services.deployment_start(deployment_id=deployment.pk)
+    return deployment
+
+
+def test_kubernetes_deployment_as_sent_serves_through_the_endpoint(azure, engineer, kube_profile):
+    backend = get_backend("azureml")
+    version = version_on_azure(engineer, backend)
+    prod = services.endpoint_create(name="titanic-prod", stage="production", profile=kube_profile, actor=engineer)
+    blue = poll_until_settled(start(prod, version, "blue", engineer))
+    assert blue.status == Deployment.Status.HEALTHY, blue.error
+
+    endpoint_put = azure.find("PUT", r"/onlineEndpoints/titanic-prod$")[0]
+    assert endpoint_put.body["properties"]["compute"].endswith("/computes/aks-prod")
+    assert endpoint_put.body["properties"]["authMode"] in ("Key", "key")
+    put = azure.find("PUT", r"/onlineEndpoints/titanic-prod/deployments/blue$")[0]
+    props = put.body["properties"]
+    assert props["endpointComputeType"] == "Kubernetes"
+    assert props["model"].endswith("/models/titanic/versions/1")
+    assert props["codeConfiguration"]["scoringScript"] == "score.py"
+    assert props["codeConfiguration"]["codeId"] == azure_job_code(azure, "job-serving")
+    assert props["containerResourceRequirements"]["containerResourceRequests"] == {"cpu": "0.5", "memory": "1Gi"}
+    assert props["scaleSettings"]["scaleType"] == "TargetUtilization"
+    assert (props["scaleSettings"]["minInstances"], props["scaleSettings"]["maxInstances"],
+            props["scaleSettings"]["targetUtilizationPercentage"]) == (3, 6, 50)
+    assert props["requestSettings"]["maxConcurrentRequestsPerInstance"] == 2
+    assert props["requestSettings"]["requestTimeout"] == "PT1M"
+
+    prod.refresh_from_db()
+    assert prod.platform_scoring_url.startswith("http://127.0.0.1:") and len(prod.key) > 10
+    services.endpoint_traffic_set(endpoint=prod, traffic={"blue": 100}, actor=engineer)
+    traffic_put = azure.find("PUT", r"/onlineEndpoints/titanic-prod$")[-1]
+    assert traffic_put.body["properties"]["traffic"] == {"blue": 100}
+    wait_for(lambda: backend.endpoint_traffic_applied(endpoint_name="titanic-prod", traffic={"blue": 100}),
+             timeout=20, message="traffic applied")
+    result = services.endpoint_invoke(endpoint=prod, payload_text='{"Pclass": 1, "Sex": 0, "Age": 38, "SibSp": 1, '
+                                      '"Parch": 0, "Fare": 71.2833, "Embarked": 2}')
+    assert result["status"] == 200 and '"prediction": 1' in result["body"], result
+    assert "init has completed" in backend.deployment_logs(blue.backend_ref, 50)
+
+    with pytest.raises(ValidationError, match="still takes 100%"):
+        services.deployment_delete(deployment=blue, actor=engineer)
+
+
+def azure_job_code(azure, job_name):
+    return azure.find("PUT", rf"/jobs/{job_name}$")[-1].body["properties"]["codeId"]
+
+
+def test_deployment_whose_operation_fails_is_failed_with_the_reason(azure, engineer, kube_profile):
+    backend = get_backend("azureml")
+    version = version_on_azure(engineer, backend)
+    staging = services.endpoint_create(name="titanic-staging", stage="staging", profile=kube_profile, actor=engineer)
+    azure.fail_operation(r"/onlineEndpoints/titanic-staging/deployments/green", "Not enough quota for Standard_DS3_v2.")
+    green = poll_until_settled(start(staging, version, "green", engineer))
+    assert green.status == Deployment.Status.FAILED
+    assert "failed" in green.error.lower()
+    put = azure.find("PUT", r"/onlineEndpoints/titanic-staging/deployments/green$")[0]
+    assert put.body["properties"]["endpointComputeType"] == "Managed"
+    assert put.body["properties"]["instanceType"] == "Standard_DS3_v2"
+
+
+def test_deployment_that_never_becomes_healthy_times_out_and_is_removed(azure, engineer, kube_profile, settings):
+    backend = get_backend("azureml")
+    version = version_on_azure(engineer, backend)
+    prod = services.endpoint_create(name="titanic-prod", stage="production", profile=kube_profile, actor=engineer)
+    azure.hold_deployments = True
+    settings.MLOPS_DEPLOY_TIMEOUT_SECONDS = 3
+    blue = poll_until_settled(start(prod, version, "blue", engineer))
+    assert blue.status == Deployment.Status.FAILED and "Not healthy after 3 s" in blue.error
+    assert azure.find("DELETE", r"/onlineEndpoints/titanic-prod/deployments/blue$")

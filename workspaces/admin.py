@@ -1,0 +1,13 @@
+from django.contrib import admin
+
+from .models import AzureMLWorkspace
+
+
+@admin.register(AzureMLWorkspace)
+class AzureMLWorkspaceAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "subscription_id", "resource_group", "aks_compute", "training_cluster", "synced_at")
+    readonly_fields = ("updated_at", "updated_by", "checked_at", "check_ok", "check_results", "synced_at", "sync_ok",
+                       "sync_message")
+
+    def has_add_permission(self, request):
+        return not AzureMLWorkspace.objects.exists() and super().has_add_permission(request)

@@ -1,0 +1,133 @@
+"""Bring what changed in the Azure ML workspace outside the portal into view, marked as changed outside.
+
+Runs periodically (beat) on the azureml backend. It reads the workspace's endpoints, their deployments and traffic,
+and its model versions, and compares them with the portal's rows:
+* a model version registered outside the portal gets a row (no training run), marked;
+* an endpoint or deployment created outside gets a row, marked; one the portal has but Azure lost is marked gone;
+* traffic that differs from the portal's is taken over from Azure (Azure is what clients reach), marked.
+Rows the portal is busy with (creating, deleting) are left alone. Each finding is in the audit log, `via` system.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from audit.services import audit_record
+from deployments.models import Deployment, DeploymentProfile, Endpoint, new_endpoint_key
+from mlopsportal.backends import BackendError, get_backend
+from models_registry.models import ModelVersion, RegisteredModel
+
+from .models import AzureMLWorkspace
+
+log = logging.getLogger(__name__)
+Status = Deployment.Status
+OUTSIDE = "changed in Azure ML outside the portal"
+# A deployment the portal made healthy moments ago may not be listed yet; give Azure this long before calling it gone.
+GONE_AFTER = timedelta(minutes=2)
+
+
+def _note(findings: list[str], target, summary: str) -> None:
+    findings.append(summary)
+    audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=target, via="system", summary=summary)
+
+
+def _sync_models(models: dict[str, list[int]], findings: list[str]) -> None:
+    for name, versions in sorted(models.items()):
+        model = RegisteredModel.objects.filter(name=name).first()
+        if model is None:
+            model = RegisteredModel.objects.create(name=name, description="Found in the Azure ML workspace.")
+            _note(findings, model, f"model {name} was created in Azure ML outside the portal")
+        known = set(model.versions.values_list("version", flat=True))
+        for number in sorted(set(versions) - known):
+            version = ModelVersion.objects.create(
+                model=model, version=number, artifact_uri=f"azureml:{name}:{number}", artifact_sha256="",
+                description="Registered in Azure ML outside the portal.", changed_outside=f"registered {OUTSIDE}")
+            _note(findings, version, f"{version} was registered {OUTSIDE}")
+        newest = model.versions.aggregate(n=Max("version"))["n"]
+        if newest and (model.latest_version is None or model.latest_version.version != newest):
+            model.latest_version = model.versions.get(version=newest)
+            model.save(update_fields=["latest_version", "updated_at"])
+
+
+def _version_for(uri: str) -> ModelVersion | None:
+    if uri.count(":") != 2:
+        return None
+    _, name, number = uri.split(":")
+    return ModelVersion.objects.filter(model__name=name, version=int(number) if number.isdigit() else -1).first()
+
+
+def _sync_endpoint(backend, item: dict, findings: list[str]) -> None:
+    endpoint = Endpoint.objects.filter(name=item["name"]).first()
+    if endpoint is None:
+        profile = DeploymentProfile.objects.order_by("pk").first() or DeploymentProfile.objects.create(
+            name="found-in-azure", description="Made by the sync for endpoints created outside the portal.")
+        access = backend.endpoint_access(item["name"])
+        endpoint = Endpoint.objects.create(
+            name=item["name"], stage=Endpoint.Stage.PRODUCTION if item["kind"] == "kubernetes" else Endpoint.Stage.STAGING,
+            profile=profile, description="Found in the Azure ML workspace.", key=access.key or new_endpoint_key(),
+            platform_scoring_url=access.scoring_url, changed_outside=f"created {OUTSIDE}")
+        _note(findings, endpoint, f"endpoint {endpoint.name} was created {OUTSIDE}")
+    rows = {d.name: d for d in endpoint.deployments.exclude(status=Status.DELETED)}
+    in_azure = {d["name"]: d for d in item["deployments"]}
+    for name, found in sorted(in_azure.items()):
+        if name in rows:
+            continue
+        version = _version_for(found["model"])
+        if version is None:
+            findings.append(f"{endpoint.name}/{name} serves {found['model'] or 'a model'} that the portal does not "
+                            "know; it is not shown")
+            continue
+        deployment = Deployment.objects.create(
+            endpoint=endpoint, name=name, model_version=version, serving_settings=endpoint.profile.serving_settings(),
+            status=Status.HEALTHY if found["state"] == "Succeeded" else Status.UNHEALTHY,
+            backend_ref={"endpoint": endpoint.name, "deployment": name, "kind": item["kind"], "model": found["model"]},
+            scoring_url=item["scoring_url"], changed_outside=f"created {OUTSIDE}", healthy_at=timezone.now())
+        rows[name] = deployment
+        _note(findings, deployment, f"deployment {deployment} was created {OUTSIDE}")
+    now = timezone.now()
+    for name, row in rows.items():
+        if name not in in_azure and row.status in (Status.HEALTHY, Status.UNHEALTHY) and \
+                (row.healthy_at or row.created_at) < now - GONE_AFTER:
+            Deployment.objects.filter(pk=row.pk).update(status=Status.DELETED, traffic=0, deleted_at=now,
+                                                        changed_outside=f"deleted {OUTSIDE}")
+            _note(findings, row, f"deployment {row} was deleted {OUTSIDE}")
+    live = {d.name: d for d in endpoint.deployments.filter(status__in=Deployment.LIVE)}
+    before = {name: d.traffic for name, d in live.items()}
+    after = {name: int(item["traffic"].get(name, 0)) for name in live}
+    if before != after and sum(after.values()) in (0, 100):
+        with transaction.atomic():
+            for name, deployment in live.items():
+                Deployment.objects.filter(pk=deployment.pk).update(traffic=after[name])
+            text = ", ".join(f"{n} {p}%" for n, p in sorted(after.items()))
+            Endpoint.objects.filter(pk=endpoint.pk).update(traffic_updated_at=now,
+                                                           changed_outside=f"traffic set to {text} {OUTSIDE}")
+            _note(findings, endpoint, f"traffic of {endpoint.name} was set to {text} {OUTSIDE}")
+
+
+def azureml_sync() -> list[str]:
+    """One pass of the sync. Returns what it found; records when it ran and whether it worked."""
+    if settings.MLOPS_BACKEND != "azureml":
+        return []
+    workspace = AzureMLWorkspace.load()
+    backend = get_backend("azureml")
+    findings: list[str] = []
+    try:
+        inventory = backend.inventory()
+        _sync_models(inventory["models"], findings)
+        for item in inventory["endpoints"]:
+            _sync_endpoint(backend, item, findings)
+    except BackendError as exc:
+        log.warning("azure ml sync failed: %s", exc)
+        AzureMLWorkspace.objects.filter(pk=workspace.pk).update(synced_at=timezone.now(), sync_ok=False,
+                                                                sync_message=str(exc)[:2000])
+        return findings
+    message = ("Found: " + "; ".join(findings) + ".") if findings else "Nothing changed outside the portal."
+    AzureMLWorkspace.objects.filter(pk=workspace.pk).update(synced_at=timezone.now(), sync_ok=True,
+                                                            sync_message=message[:2000])
+    return findings
