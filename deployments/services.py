@@ -163,7 +163,9 @@ def endpoint_traffic_set(*, endpoint: Endpoint, traffic: dict[str, int], actor, 
             return after
         for name, deployment in live.items():
             Deployment.objects.filter(pk=deployment.pk).update(traffic=after[name])
-        Endpoint.objects.filter(pk=endpoint.pk).update(traffic_updated_at=timezone.now())
+        # The portal sets the traffic now: the sync's mark about traffic changed outside no longer holds.
+        drift = "" if endpoint.changed_outside.startswith("traffic") else endpoint.changed_outside
+        Endpoint.objects.filter(pk=endpoint.pk).update(traffic_updated_at=timezone.now(), changed_outside=drift)
         get_backend().endpoint_traffic_apply(endpoint_name=endpoint.name, traffic=after)
         audit_record(actor=actor, action=AuditEvent.Action.UPDATE, target=endpoint,
                      summary=(reason or "changed traffic") + ": " + ", ".join(f"{n} {p}%" for n, p in sorted(after.items())),
@@ -269,8 +271,9 @@ def endpoint_invoke(*, endpoint: Endpoint, payload_text: str, deployment_name: s
         response = requests.post(endpoint_scoring_url(endpoint), data=payload_text.encode(), headers=headers,
                                  timeout=endpoint.profile.request_timeout_ms / 1000 + 5)
     except requests.RequestException as exc:
-        raise ValidationError(f"The endpoint did not answer: {exc.__class__.__name__}. Is the router running "
-                              f"(manage.py run_router)?") from None
+        where = ("" if endpoint.platform_scoring_url else
+                 " Is the router running (manage.py run_router)?")
+        raise ValidationError(f"The endpoint did not answer: {exc.__class__.__name__}.{where}") from None
     try:
         body = json.dumps(response.json(), indent=2)
     except ValueError:

@@ -223,9 +223,14 @@ def test_deployment_whose_operation_fails_is_failed_with_the_reason(azure, engin
 def test_deployment_that_never_becomes_healthy_times_out_and_is_removed(azure, engineer, kube_profile, settings):
     backend = get_backend("azureml")
     version = version_on_azure(engineer, backend)
-    prod = services.endpoint_create(name="titanic-prod", stage="production", profile=kube_profile, actor=engineer)
+    AzureMLWorkspace.objects.filter(pk=1).update(staging_on="kubernetes")  # staging on the AKS compute too
+    staging = services.endpoint_create(name="titanic-staging", stage="staging", profile=kube_profile, actor=engineer)
     azure.hold_deployments = True
     settings.MLOPS_DEPLOY_TIMEOUT_SECONDS = 3
-    blue = poll_until_settled(start(prod, version, "blue", engineer))
+    blue = poll_until_settled(start(staging, version, "blue", engineer))
     assert blue.status == Deployment.Status.FAILED and "Not healthy after 3 s" in blue.error
-    assert azure.find("DELETE", r"/onlineEndpoints/titanic-prod/deployments/blue$")
+    assert azure.find("DELETE", r"/onlineEndpoints/titanic-staging/deployments/blue$")
+    endpoint_put = azure.find("PUT", r"/onlineEndpoints/titanic-staging$")[0]
+    assert endpoint_put.body["properties"]["compute"].endswith("/computes/aks-prod")
+    put = azure.find("PUT", r"/onlineEndpoints/titanic-staging/deployments/blue$")[0]
+    assert put.body["properties"]["endpointComputeType"] == "Kubernetes"

@@ -134,7 +134,7 @@ def test_promotion_end_to_end_on_azureml_then_rollback(azure, azure_worker, engi
     wait_for(lambda: azure_traffic("titanic-prod") == {"blue": 100}, timeout=20, message="rollback applied in Azure")
 
 
-def test_sync_marks_what_changed_outside_the_portal(azure, engineer):
+def test_sync_marks_what_changed_outside_the_portal(azure, engineer, client):
     from mlopsportal.backends import get_backend
     from tests.azureml.test_backend import version_on_azure
 
@@ -170,6 +170,14 @@ def test_sync_marks_what_changed_outside_the_portal(azure, engineer):
 
     workspace = AzureMLWorkspace.load()
     assert workspace.sync_ok and workspace.synced_at and "v7" in workspace.sync_message
+    client.force_login(engineer)
+    page = client.get(prod.get_absolute_url()).content.decode()
+    assert "Changed outside the portal: traffic set to blue 20%, green 80%" in page
+    assert "v7" in client.get("/workspace/").content.decode()
+    assert sync.azureml_sync() == []  # taken over: nothing new the second time
+    services.endpoint_traffic_set(endpoint=prod, traffic={"blue": 100}, actor=engineer)
+    prod.refresh_from_db()
+    assert prod.changed_outside == ""  # the portal's own change supersedes the mark
     assert blue.pk and green.pk
 
     azure.inject("GET", r"/onlineEndpoints$", 500, times=10)
