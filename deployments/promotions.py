@@ -135,7 +135,7 @@ def promotion_decide(*, promotion: Promotion, actor, approve: bool, comment: str
         else:
             promotion.steps.filter(status__in=PromotionStep.OPEN).update(status=Step.CANCELED)
     if not approve:
-        _clean_up(Promotion.objects.get(pk=promotion.pk), production_too=True)
+        _clean_up_now_or_later(Promotion.objects.get(pk=promotion.pk))
     promotion.refresh_from_db()
     return promotion
 
@@ -194,9 +194,23 @@ def promotion_fail(*, promotion: Promotion, reason: str) -> None:
         return
     promotion.steps.filter(status__in=PromotionStep.OPEN).update(status=Step.CANCELED)
     promotion.refresh_from_db()
-    _clean_up(promotion, production_too=True)
+    _clean_up_now_or_later(promotion)
     audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=promotion, via="system",
                  summary=f"stopped {promotion}: {reason}"[:500])
+
+
+def _clean_up_now_or_later(promotion: Promotion) -> None:
+    from . import tasks
+
+    try:
+        _clean_up(promotion, production_too=True)
+    except BackendError as exc:  # the platform is busy or unreachable: a task retries until it is done
+        log.warning("clean-up of %s deferred: %s", promotion, exc)
+        tasks.promotion_clean_up.apply_async(args=(promotion.pk,), countdown=exc.retry_countdown(0))
+
+
+def promotion_clean_up(*, promotion_id: int) -> None:
+    _clean_up(Promotion.objects.select_related("production_endpoint").get(pk=promotion_id), production_too=True)
 
 
 def _clean_up(promotion: Promotion, *, production_too: bool) -> None:
@@ -218,8 +232,13 @@ def _remove_now(deployment: Deployment) -> None:
         return
     if deployment.traffic:
         return  # never pull a deployment that serves traffic
+    from . import tasks
+
     Deployment.objects.filter(pk=deployment.pk).update(status=Deployment.Status.DELETING)
-    services.deployment_remove(deployment_id=deployment.pk)
+    try:
+        services.deployment_remove(deployment_id=deployment.pk)
+    except BackendError as exc:  # still routed to, or the platform is busy: the task finishes it
+        tasks.deployment_remove.apply_async(args=(deployment.pk,), countdown=exc.retry_countdown(0))
 
 
 def promotions_resume() -> list[int]:

@@ -17,7 +17,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from audit.services import audit_record
 from mlopsportal.backends import BackendError, get_backend
-from mlopsportal.backends.base import ServingSpec
+from mlopsportal.backends.base import DeploymentState, ServingSpec
 from mlopsportal.lib.queue import publish
 from models_registry.models import ModelVersion
 
@@ -49,7 +49,7 @@ def endpoint_scoring_url(endpoint: Endpoint) -> str:
 def scoring_headers(endpoint: Endpoint, deployment_name: str = "") -> dict[str, str]:
     """What a client sends to the endpoint's scoring URL: JSON, the key when auth is on, and the deployment to reach."""
     headers = {"Content-Type": "application/json"}
-    if endpoint.auth_enabled:
+    if endpoint.auth_enabled or endpoint.platform_scoring_url:
         headers["Authorization"] = f"Bearer {endpoint.key}"
     if deployment_name:
         headers["azureml-model-deployment"] = deployment_name
@@ -109,32 +109,49 @@ def deployment_poll(*, deployment_id: int) -> bool:
     if deployment.status != Status.CREATING or not deployment.backend_ref:
         return False
     backend = get_backend()
-    state = backend.deployment_advance(deployment.backend_ref)
+    try:
+        state = backend.deployment_advance(deployment.backend_ref)
+    except BackendError as exc:
+        if not exc.permanent:
+            raise  # the task retries with backoff
+        state = DeploymentState("failed", error=f"The ML platform refused the deployment: {exc}")
     now = timezone.now()
     if state.state == "healthy":
         access = backend.endpoint_access(deployment.endpoint.name)
         with transaction.atomic():
             if access is not None:  # the platform serves: its URL and key are the endpoint's
+                drift = deployment.endpoint.changed_outside
                 Endpoint.objects.filter(pk=deployment.endpoint_id).update(
-                    platform_scoring_url=access.scoring_url, key=access.key or deployment.endpoint.key)
+                    platform_scoring_url=access.scoring_url, key=access.key or deployment.endpoint.key,
+                    changed_outside="" if drift.startswith("deleted") else drift)  # it is there again
             Deployment.objects.filter(pk=deployment_id, status=Status.CREATING).update(
                 status=Status.HEALTHY, healthy_at=now, last_checked_at=now, error="",
                 scoring_url=access.scoring_url if access is not None else deployment.scoring_url)
         return False
     if state.state == "failed":
-        backend.deployment_delete(deployment.backend_ref)
+        note = _delete_failed(backend, deployment)
         Deployment.objects.filter(pk=deployment_id, status=Status.CREATING).update(
-            status=Status.FAILED, error=state.error or "The deployment failed.", last_checked_at=now)
+            status=Status.FAILED, error=(state.error or "The deployment failed.") + note, last_checked_at=now)
         return False
     if now - deployment.created_at > timedelta(seconds=settings.MLOPS_DEPLOY_TIMEOUT_SECONDS):
         logs = backend.deployment_logs(deployment.backend_ref, 40)
-        backend.deployment_delete(deployment.backend_ref)
+        note = _delete_failed(backend, deployment)
         Deployment.objects.filter(pk=deployment_id, status=Status.CREATING).update(
             status=Status.FAILED, last_checked_at=now,
-            error=f"Not healthy after {settings.MLOPS_DEPLOY_TIMEOUT_SECONDS} s.\n{logs}")
+            error=f"Not healthy after {settings.MLOPS_DEPLOY_TIMEOUT_SECONDS} s.{note}\n{logs}")
         return False
     Deployment.objects.filter(pk=deployment_id).update(last_checked_at=now)
     return True
+
+
+def _delete_failed(backend, deployment: Deployment) -> str:
+    """Remove what a failed deployment left on the platform; a note for its error if that did not work."""
+    try:
+        backend.deployment_delete(deployment.backend_ref)
+    except BackendError as exc:
+        log.warning("could not remove failed deployment %s: %s", deployment, exc)
+        return f" (Removing it from the platform failed too: {exc})"
+    return ""
 
 
 def endpoint_traffic_set(*, endpoint: Endpoint, traffic: dict[str, int], actor, reason: str = "") -> dict[str, int]:
@@ -188,11 +205,18 @@ def deployment_delete(*, deployment: Deployment, actor) -> None:
 
 
 def deployment_remove(*, deployment_id: int) -> None:
-    deployment = Deployment.objects.get(pk=deployment_id)
+    """Delete a deployment marked deleting. Raises BackendError while the platform still routes to it (traffic
+    moved away in the portal is applied there a little later) or cannot delete it yet; the task retries."""
+    deployment = Deployment.objects.select_related("endpoint").get(pk=deployment_id)
     if deployment.status != Status.DELETING:
         return
     if deployment.backend_ref:
-        get_backend().deployment_delete(deployment.backend_ref)
+        backend = get_backend()
+        traffic = {d.name: d.traffic for d in deployment.endpoint.deployments.filter(status__in=Deployment.LIVE)}
+        if not backend.endpoint_traffic_applied(endpoint_name=deployment.endpoint.name, traffic=traffic):
+            raise BackendError(f"{deployment.endpoint.name} is still moving traffic; {deployment} is deleted once "
+                               "that is done.", permanent=False, retry_after=5)
+        backend.deployment_delete(deployment.backend_ref)
     Deployment.objects.filter(pk=deployment_id, status=Status.DELETING).update(
         status=Status.DELETED, deleted_at=timezone.now())
 
@@ -212,8 +236,10 @@ def deployments_reconcile() -> list[int]:
             else:
                 Deployment.objects.filter(pk=deployment.pk).update(last_checked_at=now)
             continue
-        if state.state == "starting":  # restarted earlier, still booting
-            Deployment.objects.filter(pk=deployment.pk).update(status=Status.UNHEALTHY, last_checked_at=now)
+        if state.state == "starting":  # restarted earlier and still booting, or being updated by the platform
+            update = {"last_checked_at": now} if backend.heals_itself else {"status": Status.UNHEALTHY,
+                                                                            "last_checked_at": now}
+            Deployment.objects.filter(pk=deployment.pk).update(**update)
             continue
         try:
             revived = backend.deployment_revive(deployment.backend_ref, _spec(deployment))

@@ -27,11 +27,25 @@ def deployment_poll(deployment_id: int) -> None:
         deployment_poll.apply_async(args=(deployment_id,), countdown=settings.MLOPS_DEPLOY_POLL_SECONDS)
 
 
-@shared_task(bind=True, max_retries=5, acks_late=True, soft_time_limit=60, time_limit=90)
+@shared_task(bind=True, max_retries=20, acks_late=True, soft_time_limit=60, time_limit=90)
 def deployment_remove(self, deployment_id: int) -> None:
     if not Deployment.objects.filter(pk=deployment_id).exists():
         raise self.retry(countdown=1)
-    services.deployment_remove(deployment_id=deployment_id)
+    try:
+        services.deployment_remove(deployment_id=deployment_id)
+    except BackendError as exc:  # busy, or not yet routed away from it: again later
+        raise self.retry(exc=exc, countdown=exc.retry_countdown(min(self.request.retries, 3)))
+
+
+@shared_task(bind=True, max_retries=20, acks_late=True, soft_time_limit=120, time_limit=150)
+def promotion_clean_up(self, promotion_id: int) -> None:
+    """Finish stopping a promotion whose clean-up the platform refused for the moment."""
+    from . import promotions
+
+    try:
+        promotions.promotion_clean_up(promotion_id=promotion_id)
+    except BackendError as exc:
+        raise self.retry(exc=exc, countdown=exc.retry_countdown(min(self.request.retries, 3)))
 
 
 @shared_task(soft_time_limit=240, time_limit=300)

@@ -104,6 +104,8 @@ def endpoint_traffic(request, name):
             services.endpoint_traffic_set(endpoint=endpoint, traffic=form.traffic(), actor=request.user)
         except ValidationError as exc:
             form.add_error(None, _errors(exc))
+        except BackendError as exc:
+            form.add_error(None, f"The ML platform did not take the change, so nothing changed: {exc}")
         else:
             messages.success(request, "Traffic updated.")
             return redirect(endpoint)
@@ -228,6 +230,8 @@ def endpoint_rollback(request, name):
         target = promotions.endpoint_rollback(endpoint=endpoint, actor=request.user)
     except ValidationError as exc:
         messages.error(request, _errors(exc))
+    except BackendError as exc:
+        messages.error(request, f"The ML platform did not take the rollback, so nothing changed: {exc}")
     else:
         messages.success(request, f"Rolled back: {target.model_version} ({target.name}) serves all traffic.")
     return redirect(endpoint)

@@ -209,14 +209,16 @@ MLOPS_ARTIFACT_ROOT = Path(os.environ.get("MLOPS_ARTIFACT_ROOT", DATA_DIR / "art
 MLOPS_EXAMPLES_DIRS = [BASE_DIR / "examples", *[Path(p) for p in env_list("MLOPS_EXTRA_EXAMPLES_DIRS")]]
 # Hard ceiling on a training run; the launch form may ask for less.
 MLOPS_TRAINING_MAX_TIMEOUT = int(os.environ.get("MLOPS_TRAINING_MAX_TIMEOUT", str(6 * 3600)))
-MLOPS_TRAINING_POLL_SECONDS = float(os.environ.get("MLOPS_TRAINING_POLL_SECONDS", "2"))
+# Azure ML's jobs and deployments take minutes and ARM throttles busy callers: poll it less often, wait longer.
+_ON_AZURE = MLOPS_BACKEND == "azureml"
+MLOPS_TRAINING_POLL_SECONDS = float(os.environ.get("MLOPS_TRAINING_POLL_SECONDS", "15" if _ON_AZURE else "2"))
 # A running run nobody has polled for this long lost its worker; beat hands it to another.
 MLOPS_TRAINING_STALE_SECONDS = int(os.environ.get("MLOPS_TRAINING_STALE_SECONDS", "60"))
 MLOPS_RUN_LOG_MAX_CHARS = 200_000
 # Serving: every endpoint's stable scoring URL is on the router (`manage.py run_router`).
 MLOPS_ROUTER_URL = os.environ.get("MLOPS_ROUTER_URL", "http://127.0.0.1:8100")
-MLOPS_DEPLOY_POLL_SECONDS = float(os.environ.get("MLOPS_DEPLOY_POLL_SECONDS", "2"))
-MLOPS_DEPLOY_TIMEOUT_SECONDS = int(os.environ.get("MLOPS_DEPLOY_TIMEOUT_SECONDS", "300"))
+MLOPS_DEPLOY_POLL_SECONDS = float(os.environ.get("MLOPS_DEPLOY_POLL_SECONDS", "10" if _ON_AZURE else "2"))
+MLOPS_DEPLOY_TIMEOUT_SECONDS = int(os.environ.get("MLOPS_DEPLOY_TIMEOUT_SECONDS", "1800" if _ON_AZURE else "300"))
 # A running promotion nobody advanced for this long lost its worker; beat hands it to another.
 MLOPS_PROMOTION_STALE_SECONDS = int(os.environ.get("MLOPS_PROMOTION_STALE_SECONDS", "60"))
 # How long past its planned duration a stress run may take before a missing shard fails it.

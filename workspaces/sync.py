@@ -27,9 +27,10 @@ from .models import AzureMLWorkspace
 
 log = logging.getLogger(__name__)
 Status = Deployment.Status
-OUTSIDE = "changed in Azure ML outside the portal"
+OUTSIDE = "in Azure ML outside the portal"
 # A deployment the portal made healthy moments ago may not be listed yet; give Azure this long before calling it gone.
 GONE_AFTER = timedelta(minutes=2)
+BUSY = {"Creating", "Updating", "Scaling", "Deleting", "Provisioning"}
 
 
 def _note(findings: list[str], target, summary: str) -> None:
@@ -63,6 +64,8 @@ def _version_for(uri: str) -> ModelVersion | None:
 
 
 def _sync_endpoint(backend, item: dict, findings: list[str]) -> None:
+    if item["state"] != "Succeeded":
+        return  # being created or updated (a traffic change, say): look again next time
     endpoint = Endpoint.objects.filter(name=item["name"]).first()
     if endpoint is None:
         profile = DeploymentProfile.objects.order_by("pk").first() or DeploymentProfile.objects.create(
@@ -73,10 +76,16 @@ def _sync_endpoint(backend, item: dict, findings: list[str]) -> None:
             profile=profile, description="Found in the Azure ML workspace.", key=access.key or new_endpoint_key(),
             platform_scoring_url=access.scoring_url, changed_outside=f"created {OUTSIDE}")
         _note(findings, endpoint, f"endpoint {endpoint.name} was created {OUTSIDE}")
+    elif endpoint.platform_scoring_url:
+        access = backend.endpoint_access(endpoint.name)
+        if access.key and access.key != endpoint.key:  # regenerated in Azure: the old one no longer works
+            Endpoint.objects.filter(pk=endpoint.pk).update(key=access.key, platform_scoring_url=access.scoring_url,
+                                                           changed_outside=f"key regenerated {OUTSIDE}")
+            _note(findings, endpoint, f"the key of {endpoint.name} was regenerated {OUTSIDE}")
     rows = {d.name: d for d in endpoint.deployments.exclude(status=Status.DELETED)}
     in_azure = {d["name"]: d for d in item["deployments"]}
     for name, found in sorted(in_azure.items()):
-        if name in rows:
+        if name in rows or found["state"] in BUSY:
             continue
         version = _version_for(found["model"])
         if version is None:
@@ -110,6 +119,20 @@ def _sync_endpoint(backend, item: dict, findings: list[str]) -> None:
             _note(findings, endpoint, f"traffic of {endpoint.name} was set to {text} {OUTSIDE}")
 
 
+def _sync_gone_endpoints(in_azure: set[str], findings: list[str]) -> None:
+    """Endpoints Azure served for the portal that are no longer in the workspace."""
+    now = timezone.now()
+    for endpoint in Endpoint.objects.exclude(platform_scoring_url="").exclude(name__in=in_azure):
+        if endpoint.deployments.filter(status=Status.CREATING).exists() or endpoint.changed_outside.startswith("deleted"):
+            continue  # being created again by the portal, or already marked
+        with transaction.atomic():
+            endpoint.deployments.filter(status__in=Deployment.LIVE).update(
+                status=Status.DELETED, traffic=0, deleted_at=now, changed_outside=f"deleted {OUTSIDE}")
+            Endpoint.objects.filter(pk=endpoint.pk).update(platform_scoring_url="",
+                                                           changed_outside=f"deleted {OUTSIDE}")
+            _note(findings, endpoint, f"endpoint {endpoint.name} was deleted {OUTSIDE}")
+
+
 def azureml_sync() -> list[str]:
     """One pass of the sync. Returns what it found; records when it ran and whether it worked."""
     if settings.MLOPS_BACKEND != "azureml":
@@ -122,6 +145,7 @@ def azureml_sync() -> list[str]:
         _sync_models(inventory["models"], findings)
         for item in inventory["endpoints"]:
             _sync_endpoint(backend, item, findings)
+        _sync_gone_endpoints({item["name"] for item in inventory["endpoints"]}, findings)
     except BackendError as exc:
         log.warning("azure ml sync failed: %s", exc)
         AzureMLWorkspace.objects.filter(pk=workspace.pk).update(synced_at=timezone.now(), sync_ok=False,

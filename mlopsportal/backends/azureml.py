@@ -51,10 +51,27 @@ RUNNING_JOB_STATES = {"NotStarted", "Queued", "Preparing", "Provisioning", "Star
                       "CancelRequested", "NotResponding", "Paused", "Unknown"}
 BUSY_PROVISIONING = {"Creating", "Updating", "Scaling", "Provisioning", "Deleting"}
 # Transport limits for every ARM call; uploads and downloads are bounded by the Celery task's time limit.
-TRANSPORT = {"connection_timeout": 10, "read_timeout": 60, "retry_total": 3, "retry_backoff_factor": 0.8,
-             "retry_backoff_max": 20}
+TRANSPORT = {"connection_timeout": 10, "read_timeout": 60}
+# A Retry-After up to this long is waited out in the call; a longer one goes back to the caller, whose task is
+# rescheduled for then (a worker does not sleep through Azure's throttling).
+MAX_INLINE_RETRY_AFTER = 10
 SIGN_IN_HINT = ("Sign in on the machine that runs the portal with `az login`, or set AZURE_TENANT_ID, "
                 "AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or run it with a managed identity.")
+
+
+def retry_policy():
+    """azure-core's retries (429, 408, 5xx, connection errors; 3 tries, exponential backoff up to 20 s), except that
+    a Retry-After longer than MAX_INLINE_RETRY_AFTER is not slept in-process."""
+    from azure.core.pipeline.policies import RetryPolicy
+
+    class BoundedRetryPolicy(RetryPolicy):
+        def is_retry(self, settings, response):
+            retry_after = self.get_retry_after(response)
+            if retry_after and retry_after > MAX_INLINE_RETRY_AFTER:
+                return False
+            return super().is_retry(settings, response)
+
+    return BoundedRetryPolicy(retry_total=3, retry_backoff_factor=0.8, retry_backoff_max=20, timeout=120)
 
 
 def translate(exc: BaseException, doing: str) -> BackendError:
@@ -77,7 +94,10 @@ def translate(exc: BaseException, doing: str) -> BackendError:
         message = f"{doing}: {_service_message(exc)} (HTTP {status})"
         if status == 429 or status == 408 or status >= 500:
             return BackendError(message, permanent=False, retry_after=_retry_after(exc))
-        if status == 409:  # another operation is still running on the resource
+        if status == 409:
+            if "already exists" in message.lower():
+                return BackendError(message)
+            # Another operation is still running on the resource: try again once it has ended.
             return BackendError(message, permanent=False, retry_after=_retry_after(exc) or 10)
         if status == 403:
             return BackendError(f"{message}. The portal's identity needs a role on the workspace (see the README).")
@@ -106,6 +126,12 @@ def _retry_after(exc) -> float | None:
         return None
 
 
+def _params_tag(params: dict) -> str:
+    import json
+
+    return json.dumps(params, sort_keys=True, separators=(",", ":"))
+
+
 def _model_uri(model) -> str:
     """`azureml:<name>:<version>` from the ARM id or short form a deployment reports."""
     text = str(getattr(model, "id", None) or model or "")
@@ -123,14 +149,19 @@ def _not_found(exc: BaseException) -> bool:
 
 @contextmanager
 def calling(doing: str):
+    from celery.exceptions import SoftTimeLimitExceeded
+
     try:
         yield
+    except SoftTimeLimitExceeded:
+        raise  # the task's own time limit: not Azure's failure
     except Exception as exc:  # noqa: BLE001 - everything from the SDK leaves here as a BackendError
         raise translate(exc, doing) from exc
 
 
 class AzureMLBackend(MLBackend):
     name = "azureml"
+    heals_itself = True
 
     def __init__(self, root: Path | None = None):
         self.root = Path(root or settings.MLOPS_ARTIFACT_ROOT) / "azureml"
@@ -162,18 +193,22 @@ class AzureMLBackend(MLBackend):
             self._clients.clear()
             self._credentials.clear()
 
-    def client(self, config=None, *, show_progress: bool = False):
-        """An MLClient for the workspace (built without network calls; one per settings and process)."""
+    def client(self, config=None, *, show_progress: bool = False, quick: bool = False):
+        """An MLClient for the workspace (built without network calls; one per settings and process). `quick` is
+        for a web request: shorter timeouts and no retries, so a page answers within seconds."""
         from azure.ai.ml import MLClient
+        from azure.core.pipeline.policies import RetryPolicy
 
         config = config or self.config()
         key = (settings.MLOPS_AZURE_CREDENTIAL, config.subscription_id, config.resource_group, config.workspace_name,
-               show_progress)
+               show_progress, quick)
         with self._lock:
             client = self._clients.get(key)
         if client is None:
+            transport = {"connection_timeout": 5, "read_timeout": 15} if quick else TRANSPORT
             client = MLClient(self.credential(), config.subscription_id, config.resource_group,
-                              config.workspace_name, show_progress=show_progress, enable_telemetry=False, **TRANSPORT)
+                              config.workspace_name, show_progress=show_progress, enable_telemetry=False,
+                              retry_policy=RetryPolicy.no_retries() if quick else retry_policy(), **transport)
             with self._lock:
                 self._clients[key] = client
         return client
@@ -193,10 +228,11 @@ class AzureMLBackend(MLBackend):
         try:
             self.credential().get_token("https://management.azure.com/.default")
         except Exception as exc:  # noqa: BLE001
-            record("Credentials", False, f"No usable Azure credential: {str(exc).splitlines()[0]} {SIGN_IN_HINT}")
+            detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())[:800]
+            record("Credentials", False, f"No usable Azure credential. {SIGN_IN_HINT} What was tried: {detail}")
             return results
         record("Credentials", True, f"Signed in through {settings.MLOPS_AZURE_CREDENTIAL.rsplit('.', 1)[-1]}.")
-        ml = self.client(config)
+        ml = self.client(config, quick=True)
         try:
             workspace = ml.workspaces.get(config.workspace_name)
         except Exception as exc:  # noqa: BLE001
@@ -249,11 +285,18 @@ class AzureMLBackend(MLBackend):
         dataset_sha256 = files.file_sha256(example.data_path)
         ml = self.client(config, show_progress=True)  # with progress on, a refused upload raises instead of hanging
         try:
-            ml.jobs.get(job_name)
-            return TrainingSubmission(job_name, code_version, dataset_sha256)  # a retried submit: it is there
+            existing = ml.jobs.get(job_name)
         except Exception as exc:  # noqa: BLE001
             if not _not_found(exc):
                 raise translate(exc, f"Looking up job {job_name}") from exc
+        else:  # a retried submit finds its job; a job of another portal (or of a reset database) is not ours
+            tags = existing.tags or {}
+            if tags.get("mlops-portal") == "training" and tags.get("code_version") == code_version and \
+                    tags.get("dataset_sha256") == dataset_sha256 and tags.get("params") == _params_tag(params):
+                return TrainingSubmission(job_name, code_version, dataset_sha256)
+            raise BackendError(f"The workspace already has a job named {job_name} that this run did not submit "
+                               "(another portal on the same workspace, or a reset database). Launch the run again "
+                               "under another experiment name.")
         data_name = example.data_path.name
         arguments = " ".join(f"--{name} ${{{{inputs.{name}}}}}" for name in params)
         script = (f"python {example.script} --data data/{data_name} --output-dir ${{{{outputs.model}}}} {arguments}"
@@ -271,7 +314,8 @@ class AzureMLBackend(MLBackend):
                 inputs=dict(params), timeout=timeout_seconds,
                 outputs={name: Output(type="uri_folder", path=self._output_path(job_name, name))
                          for name in ("model", "logs")},
-                tags={"mlops-portal": "training", "code_version": code_version, "dataset_sha256": dataset_sha256},
+                tags={"mlops-portal": "training", "code_version": code_version, "dataset_sha256": dataset_sha256,
+                      "params": _params_tag(params)},
             )
             with calling(f"Submitting training job {job_name}"):
                 ml.jobs.create_or_update(job)
@@ -337,6 +381,10 @@ class AzureMLBackend(MLBackend):
                 path=f"azureml://jobs/{job_id}/outputs/model", tags={"mlops-portal": "registered", "job": job_id},
                 description=f"Registered by the MLOps portal from job {job_id}."))
         uri = f"{URI_PREFIX}{model_name}:{version}"
+        fetched = self._job_dir(job_id) / "model"  # the job's output, fetched when the job ended
+        cached = files.safe_join(self.root, f"models/{model_name}/{version}")
+        if fetched.is_dir() and not cached.exists():
+            files.copy_folder_atomically(fetched, cached)
         entries = self.artifact_files(uri)
         return RegisteredArtifact(uri=uri, sha256=files.manifest_sha256(entries), size=sum(e.size for e in entries),
                                   files=entries)
@@ -466,8 +514,6 @@ class AzureMLBackend(MLBackend):
             raise translate(exc, f"Reading endpoint {endpoint_name}") from exc
         if endpoint.provisioning_state == "Failed":
             return DeploymentState("failed", error=f"Creating endpoint {endpoint_name} failed in Azure ML.")
-        if endpoint.provisioning_state != "Succeeded":
-            return DeploymentState("starting")
         try:
             deployment = ml.online_deployments.get(name, endpoint_name)
         except Exception as exc:  # noqa: BLE001
@@ -475,10 +521,19 @@ class AzureMLBackend(MLBackend):
                 raise translate(exc, f"Reading deployment {name}") from exc
             if not submit_missing:
                 return DeploymentState("failed", error=f"Deployment {name} is gone from endpoint {endpoint_name}.")
+            if endpoint.provisioning_state != "Succeeded":
+                return DeploymentState("starting")  # the endpoint is still being created (or updated)
+            # The endpoint's own kind decides the deployment's (the staging setting may have changed since).
+            kind = "managed" if type(endpoint).__name__.startswith("Managed") else "kubernetes"
             with calling(f"Creating deployment {name} on {endpoint_name}"):
-                ml.online_deployments.begin_create_or_update(self._deployment_entity(config, ref))
+                ml.online_deployments.begin_create_or_update(self._deployment_entity(config, {**ref, "kind": kind}))
             return DeploymentState("starting")
         state = deployment.provisioning_state
+        if _model_uri(deployment.model) not in ("", ref["model"]):
+            if state == "Deleting":
+                return DeploymentState("starting")  # an earlier deployment of that name is still going away
+            return DeploymentState("failed", error=f"Endpoint {endpoint_name} already has a deployment named {name} "
+                                                   f"serving {_model_uri(deployment.model)}, made outside the portal.")
         if state == "Succeeded":
             return DeploymentState("healthy")
         if state in ("Failed", "Canceled"):

@@ -92,6 +92,8 @@ class DeploymentState:
 
 class MLBackend(abc.ABC):
     name: str
+    # True when the platform keeps deployments running itself (a deployment being updated there still serves).
+    heals_itself: bool = False
 
     # --- training ---------------------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -59,7 +59,8 @@ def test_connection_check_passes_on_the_fake_and_names_a_missing_compute(azure, 
 
 def test_training_job_as_sent_and_its_outputs(azure):
     backend = get_backend("azureml")
-    status = train(backend, "job-sent", params={**SMALL, "max_features": "log2"})
+    params = {**SMALL, "max_features": "log2"}
+    status = train(backend, "job-sent", params=params)
     assert status.state == "succeeded", status.error
     assert 0.6 < status.metrics["cv_accuracy"] <= 1
     assert "Wrote model.pkl and metrics.json" in status.log  # the script's own output, from the job's logs output
@@ -76,8 +77,13 @@ def test_training_job_as_sent_and_its_outputs(azure):
     assert props["codeId"] and "/codes/" in props["codeId"]
     # A retried submit finds its job and sends nothing new.
     puts = len(azure.find("PUT", r"/jobs/"))
-    backend.training_submit(job_name="job-sent", example=examples.get_example("titanic"), params=SMALL,
+    backend.training_submit(job_name="job-sent", example=examples.get_example("titanic"), params=params,
                             compute_target="cpu-cluster", experiment_name="titanic", timeout_seconds=300)
+    assert len(azure.find("PUT", r"/jobs/")) == puts
+    # A job of that name that this run did not submit (other parameters: another portal, a reset database).
+    with pytest.raises(BackendError, match="already has a job named job-sent that this run did not submit"):
+        backend.training_submit(job_name="job-sent", example=examples.get_example("titanic"), params=SMALL,
+                                compute_target="cpu-cluster", experiment_name="titanic", timeout_seconds=300)
     assert len(azure.find("PUT", r"/jobs/")) == puts
 
 
@@ -105,7 +111,7 @@ def test_throttling_is_retried_after_the_time_azure_asks(azure):
     started = time.monotonic()
     assert backend.client().compute.get("cpu-cluster").name == "cpu-cluster"
     assert time.monotonic() - started >= 0.9
-    assert len(azure.find("GET", r"/computes/cpu-cluster$")) == 2
+    assert len(azure.find("GET", r"/computes/cpu-cluster$")) == 2  # a short Retry-After is waited out in the call
 
 
 def test_errors_are_translated_transient_or_permanent_with_the_service_message(azure):
@@ -124,7 +130,22 @@ def test_errors_are_translated_transient_or_permanent_with_the_service_message(a
     with pytest.raises(BackendError) as conflict:
         backend.training_cancel("job-y")
     assert not conflict.value.permanent and "Another operation is in progress." in str(conflict.value)
-    assert conflict.value.retry_after
+    assert conflict.value.retry_after == 10  # no Retry-After sent: look again in 10 s
+
+    azure.inject("GET", r"/jobs/job-z$", 429, headers={"Retry-After": "30"})
+    with pytest.raises(BackendError) as throttled:  # too long to wait in the call: the task is rescheduled
+        backend.training_status("job-z")
+    assert not throttled.value.permanent and throttled.value.retry_after == 30
+    assert throttled.value.retry_countdown(0) == 30
+    assert len(azure.find("GET", r"/jobs/job-z$")) == 1
+
+
+def test_a_credential_that_cannot_sign_in_is_a_permanent_error_that_says_how(azure, settings):
+    settings.MLOPS_AZURE_CREDENTIAL = "tests.test_workspaces.SignedOut"
+    with pytest.raises(BackendError) as refused:
+        get_backend("azureml").training_status("job-a")
+    assert refused.value.permanent and "az login" in str(refused.value)
+    assert not azure.find("GET", r"/jobs/job-a$")  # nothing was sent without a token
 
 
 def test_refused_code_upload_fails_the_submit_instead_of_hanging(azure):
@@ -174,13 +195,17 @@ def test_kubernetes_deployment_as_sent_serves_through_the_endpoint(azure, engine
     endpoint_put = azure.find("PUT", r"/onlineEndpoints/titanic-prod$")[0]
     assert endpoint_put.body["properties"]["compute"].endswith("/computes/aks-prod")
     assert endpoint_put.body["properties"]["authMode"] in ("Key", "key")
+    assert endpoint_put.api_version == "2022-02-01-preview"
     put = azure.find("PUT", r"/onlineEndpoints/titanic-prod/deployments/blue$")[0]
+    assert put.api_version == "2023-04-01-preview"
     props = put.body["properties"]
     assert props["endpointComputeType"] == "Kubernetes"
     assert props["model"].endswith("/models/titanic/versions/1")
     assert props["codeConfiguration"]["scoringScript"] == "score.py"
     assert props["codeConfiguration"]["codeId"] == azure_job_code(azure, "job-serving")
     assert props["containerResourceRequirements"]["containerResourceRequests"] == {"cpu": "0.5", "memory": "1Gi"}
+    assert props["containerResourceRequirements"]["containerResourceLimits"] == {"cpu": "0.5", "memory": "1Gi"}
+    assert put.body["sku"]["capacity"] == 3  # the instance count
     assert props["scaleSettings"]["scaleType"] == "TargetUtilization"
     assert (props["scaleSettings"]["minInstances"], props["scaleSettings"]["maxInstances"],
             props["scaleSettings"]["targetUtilizationPercentage"]) == (3, 6, 50)
@@ -214,10 +239,18 @@ def test_deployment_whose_operation_fails_is_failed_with_the_reason(azure, engin
     azure.fail_operation(r"/onlineEndpoints/titanic-staging/deployments/green", "Not enough quota for Standard_DS3_v2.")
     green = poll_until_settled(start(staging, version, "green", engineer))
     assert green.status == Deployment.Status.FAILED
-    assert "failed" in green.error.lower()
+    assert "Azure ML reports the deployment failed" in green.error
     put = azure.find("PUT", r"/onlineEndpoints/titanic-staging/deployments/green$")[0]
     assert put.body["properties"]["endpointComputeType"] == "Managed"
     assert put.body["properties"]["instanceType"] == "Standard_DS3_v2"
+
+    # Refused when asked (quota, validation): failed at once, in the service's own words.
+    azure.inject("PUT", r"/onlineEndpoints/titanic-staging/deployments/blue$", 400,
+                 body={"error": {"code": "QuotaExceeded", "message": "Not enough quota for Standard_DS3_v2 in "
+                                                                     "westeurope."}})
+    blue = poll_until_settled(start(staging, version, "blue", engineer))
+    assert blue.status == Deployment.Status.FAILED
+    assert "Not enough quota for Standard_DS3_v2 in westeurope." in blue.error
 
 
 def test_deployment_that_never_becomes_healthy_times_out_and_is_removed(azure, engineer, kube_profile, settings):

@@ -174,11 +174,32 @@ def test_sync_marks_what_changed_outside_the_portal(azure, engineer, client):
     page = client.get(prod.get_absolute_url()).content.decode()
     assert "Changed outside the portal: traffic set to blue 20%, green 80%" in page
     assert "v7" in client.get("/workspace/").content.decode()
+    assert blue.status == green.status == Deployment.Status.HEALTHY
     assert sync.azureml_sync() == []  # taken over: nothing new the second time
     services.endpoint_traffic_set(endpoint=prod, traffic={"blue": 100}, actor=engineer)
     prod.refresh_from_db()
     assert prod.changed_outside == ""  # the portal's own change supersedes the mark
-    assert blue.pk and green.pk
+    wait_for(lambda: backend.endpoint_traffic_applied(endpoint_name="titanic-prod", traffic={"blue": 100}),
+             timeout=20, message="traffic applied")
+
+    # The key is regenerated in Azure: the portal takes the new one (and never writes a key into its findings).
+    old_key = prod.key
+    backend.client().online_endpoints.begin_regenerate_keys("titanic-prod", key_type="primary").result()
+    findings = sync.azureml_sync()
+    prod.refresh_from_db()
+    assert findings == ["the key of titanic-prod was regenerated in Azure ML outside the portal"]
+    assert prod.key != old_key and prod.key not in workspace_message()
+    response = requests.post(services.endpoint_scoring_url(prod), json=SEED, headers=services.scoring_headers(prod),
+                             timeout=10)
+    assert response.status_code == 200
+
+    # The endpoint is deleted in Azure: its deployments are marked gone, with no traffic.
+    backend.client().online_endpoints.begin_delete("titanic-prod").result()
+    findings = sync.azureml_sync()
+    assert findings == ["endpoint titanic-prod was deleted in Azure ML outside the portal"]
+    assert serving(prod) == {}
+    assert set(prod.deployments.values_list("changed_outside", flat=True)) == {
+        "deleted in Azure ML outside the portal"}
 
     azure.inject("GET", r"/onlineEndpoints$", 500, times=10)
     sync.azureml_sync()
@@ -186,7 +207,35 @@ def test_sync_marks_what_changed_outside_the_portal(azure, engineer, client):
     assert not workspace.sync_ok and "500" in workspace.sync_message
 
 
+def workspace_message():
+    from workspaces.models import AzureMLWorkspace
+
+    return AzureMLWorkspace.load().sync_message
+
+
 def model_version(number):
     from models_registry.models import ModelVersion
 
     return ModelVersion.objects.get(model__name="titanic", version=number)
+
+
+def test_failing_functional_case_on_azureml_stops_before_production(azure, azure_worker, engineer):
+    profile = DeploymentProfile.objects.create(name="small", instance_count=1, request_timeout_ms=5000)
+    staging = services.endpoint_create(name="titanic-staging", stage="staging", profile=profile, actor=engineer)
+    prod = services.endpoint_create(name="titanic-prod", stage="production", profile=profile, actor=engineer)
+    model, _ = registry.registered_model_ensure(name="titanic", actor=engineer)
+    FunctionalTestCase.objects.create(model=model, name="seed passenger dies (wrong on purpose)", payload=SEED,
+                                      expect_field="prediction", expected_value=0)
+    stress = StressProfile.objects.create(model=model, name="quick", concurrency=2, duration_seconds=1, payloads=SIX,
+                                          p95_ms_max=3000, error_rate_max=0.0, min_rps=1, shards=1)
+    launch_and_register(model, engineer)
+    promotion = promotions.promotion_start(version=model.versions.get(), production_endpoint=prod,
+                                           staging_endpoint=staging, stress_profile=stress, reason="try",
+                                           actor=engineer)
+    promotion = settle(promotion, {"failed", "awaiting", "succeeded"})
+    assert promotion.state == "failed" and "1 of 1 cases failed" in promotion.failure_reason
+    assert not prod.deployments.exists() and not azure.find("PUT", r"/onlineEndpoints/titanic-prod")
+    staging_deployment = promotion.staging_deployment
+    wait_for(lambda: Deployment.objects.get(pk=staging_deployment.pk).status == Deployment.Status.DELETED,
+             timeout=60, message="the staging deployment removed")
+    assert azure.find("DELETE", rf"/onlineEndpoints/titanic-staging/deployments/{staging_deployment.name}$")
