@@ -107,7 +107,14 @@ def endpoint_traffic(request, name):
         except BackendError as exc:
             form.add_error(None, f"The ML platform did not take the change, so nothing changed: {exc}")
         else:
-            messages.success(request, "Traffic updated.")
+            applied = True
+            try:
+                applied = get_backend().endpoint_traffic_applied(endpoint_name=endpoint.name, traffic=form.traffic())
+            except BackendError:
+                applied = False
+            messages.success(request, "Traffic updated." if applied else
+                             "Traffic updated; the ML platform is still applying it (on Azure ML this can take a "
+                             "few minutes).")
             return redirect(endpoint)
     return render(request, "deployments/endpoint_detail.html",
                   _endpoint_context(request, endpoint, traffic_form=form), status=400)

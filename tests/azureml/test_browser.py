@@ -2,9 +2,12 @@
 trains on the Azure ML compute cluster and the registered version shows up. Screenshots go to test-artifacts/."""
 import pytest
 
-from models_registry import services
+from deployments import services
+from deployments.models import DeploymentProfile
+from mlopsportal.backends import get_backend
+from models_registry import services as registry
 from models_registry.models import ModelVersion
-from tests.conftest import ARTIFACTS, PASSWORD
+from tests.conftest import ARTIFACTS, PASSWORD, wait_for
 from workspaces.models import AzureMLWorkspace
 
 from .conftest import WORKSPACE
@@ -48,7 +51,7 @@ def test_admin_connects_the_workspace_and_an_engineer_trains_on_it(live_server, 
     assert "✓ Workspace: ws-test in westeurope." in results and "✓ AKS compute: aks-prod" in results
     page.screenshot(path=str(ARTIFACTS / "workspace.png"), full_page=True)
 
-    services.registered_model_ensure(name="titanic", key_metric="cv_accuracy", actor=engineer)
+    registry.registered_model_ensure(name="titanic", key_metric="cv_accuracy", actor=engineer)
     sign_in(page, base, engineer)
     assert page.locator("nav >> text=Workspace").count() == 1
     page.goto(f"{base}/workspace/")
@@ -67,3 +70,27 @@ def test_admin_connects_the_workspace_and_an_engineer_trains_on_it(live_server, 
     version = ModelVersion.objects.get()
     assert version.artifact_uri == "azureml:titanic:1"
     assert azure.find("PUT", r"/models/titanic/versions/1$")
+
+    # Deploy it to staging (a managed online endpoint in Azure), route traffic to it and try it from its page.
+    profile = DeploymentProfile.objects.create(name="small", instance_count=1, request_timeout_ms=5000)
+    services.endpoint_create(name="titanic-staging", stage="staging", profile=profile, actor=admin_user)
+    page.goto(f"{base}/models/titanic/versions/1/")
+    page.select_option("select[name=endpoint]", label="titanic-staging")
+    page.click("button:has-text('Deploy')")
+    page.wait_for_selector("h1:has-text('titanic-staging')")
+    page.wait_for_selector("[data-testid=deployment-status-blue]:has-text('Healthy')", timeout=90_000)
+    page.reload()
+    assert page.inner_text("[data-testid=scoring-url]").endswith("/titanic-staging/score")
+    assert "azure" not in page.inner_text("[data-testid=scoring-url]")  # the fake's 127.0.0.1, as Azure gives it
+    page.fill("input[name=blue]", "100")
+    page.click("button:has-text('Set traffic')")
+    page.wait_for_selector("text=Traffic updated")
+    backend = get_backend("azureml")
+    wait_for(lambda: backend.endpoint_traffic_applied(endpoint_name="titanic-staging", traffic={"blue": 100}),
+             timeout=20, message="Azure to apply the traffic")
+    page.click("#try-it button:has-text('Send')")
+    page.wait_for_selector("[data-testid=try-result]")
+    assert '"prediction": 1' in page.inner_text("[data-testid=try-result]")
+    page.screenshot(path=str(ARTIFACTS / "azureml-endpoint.png"), full_page=True)
+    put = azure.find("PUT", r"/onlineEndpoints/titanic-staging/deployments/blue$")[0]
+    assert put.body["properties"]["endpointComputeType"] == "Managed"
