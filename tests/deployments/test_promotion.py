@@ -212,3 +212,53 @@ def test_failed_smoke_check_during_rollout_restores_production(router, engineer,
     assert dict(promotion.steps.values_list("kind", "status")) == {
         "traffic_50": "failed", "traffic_100": "canceled", "finish": "canceled"}
     assert any("traffic restored: blue 100%, green 0%" in s for s in prod_audit(prod))
+
+
+def test_missing_stress_shard_is_queued_again_once_then_fails_the_step(engineer, setup, titanic_outputs, settings,
+                                                                       monkeypatch):
+    """A worker died holding a shard: past the planned time the shard is queued again, once; if it still does not
+    report back, the stress step fails saying so. Driven step by step, with the clock moved by hand."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from deployments import tasks
+    from deployments.models import StressShard
+
+    staging, prod = setup
+    v1 = make_version(engineer, titanic_outputs)
+    stress = add_checks(v1.model)
+    deployment = Deployment.objects.create(endpoint=staging, name="promo-x", model_version=v1, status="healthy",
+                                           scoring_url="http://127.0.0.1:9/score")
+    promotion = Promotion.objects.create(version=v1, production_endpoint=prod, staging_endpoint=staging,
+                                         requested_by=engineer, approval_required=False, traffic_steps=[100],
+                                         stress_profile=stress, staging_deployment=deployment)
+    step = PromotionStep.objects.create(promotion=promotion, position=0, kind="stress", label="stress",
+                                        status="running")
+    queued = []
+    monkeypatch.setattr(tasks.stress_shard, "delay", lambda *args: queued.append(args))
+    settings.MLOPS_STRESS_REQUEUE_SECONDS, settings.MLOPS_STRESS_GRACE_SECONDS = 30, 120
+
+    outcome = promotions._stress(promotion, step)  # starts the run: both shards queued
+    run = StressRun.objects.get(promotion=promotion)
+    assert outcome.kind == "wait" and [a[1] for a in queued] == [0, 1]
+    StressShard.objects.create(run=run, index=0, result={"requests": 1})  # shard 1's worker dies
+
+    planned = run.plan["duration_seconds"]
+    StressRun.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(seconds=planned + 10))
+    outcome = promotions._stress(promotion, step)
+    assert outcome.kind == "wait" and "1 of 2 shards done" in outcome.detail and len(queued) == 2  # not yet
+
+    StressRun.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(seconds=planned + 31))
+    outcome = promotions._stress(promotion, step)
+    run.refresh_from_db()
+    assert outcome.kind == "wait" and "queued them again" in outcome.detail
+    assert run.requeued == 1 and [a[1] for a in queued[2:]] == [1]  # only the missing shard
+    outcome = promotions._stress(promotion, step)
+    assert len(queued) == 3  # once only
+
+    StressRun.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(seconds=2 * planned + 151))
+    outcome = promotions._stress(promotion, step)
+    run.refresh_from_db()
+    assert outcome.kind == "fail" and "Only 1 of 2 stress shards reported back in time" in outcome.detail
+    assert run.status == "failed" and run.missed == ["a shard never reported back"]
