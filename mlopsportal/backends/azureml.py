@@ -41,6 +41,7 @@ from .base import (
     ServingSpec,
     TrainingStatus,
     TrainingSubmission,
+    open_artifact_file,
 )
 
 log = logging.getLogger(__name__)
@@ -415,13 +416,7 @@ class AzureMLBackend(MLBackend):
         return files.folder_manifest(self._artifact_dir(uri))
 
     def artifact_open(self, uri: str, path: str) -> BinaryIO:
-        try:
-            target = files.safe_join(self._artifact_dir(uri), path)
-        except ValueError as exc:
-            raise BackendError(str(exc)) from exc
-        if not target.is_file():
-            raise BackendError(f"No file {path} in {uri}.")
-        return open(target, "rb")
+        return open_artifact_file(self._artifact_dir, uri, path)
 
     # --- serving ----------------------------------------------------------------------------------------------
     def _endpoint_kind(self, config, stage: str) -> str:

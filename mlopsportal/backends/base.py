@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from mlopsportal.examples import Example
-from mlopsportal.lib.files import FileEntry
+from mlopsportal.lib.files import FileEntry, safe_join
 
 
 class BackendError(Exception):
@@ -24,6 +24,17 @@ class BackendError(Exception):
     def retry_countdown(self, attempt: int) -> float:
         """Seconds before retry number `attempt` (0-based): exponential backoff, never sooner than asked."""
         return max(min(60, 5 * 2 ** attempt), self.retry_after or 0)
+
+
+def open_artifact_file(folder_of, uri: str, path: str) -> BinaryIO:
+    """Open `path` inside the local folder that `folder_of(uri)` gives for a version's files; no escaping it."""
+    try:
+        target = safe_join(folder_of(uri), path)
+    except ValueError as exc:
+        raise BackendError(str(exc)) from exc
+    if not target.is_file():
+        raise BackendError(f"No file {path} in {uri}.")
+    return open(target, "rb")
 
 
 @dataclass(frozen=True)

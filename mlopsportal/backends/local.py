@@ -37,6 +37,7 @@ from .base import (
     ServingSpec,
     TrainingStatus,
     TrainingSubmission,
+    open_artifact_file,
 )
 
 URI_PREFIX = "local:"
@@ -294,11 +295,5 @@ class LocalBackend(LocalServingMixin, MLBackend):
         return files.folder_manifest(folder)
 
     def artifact_open(self, uri: str, path: str) -> BinaryIO:
-        try:
-            target = files.safe_join(self._artifact_dir(uri), path)
-        except ValueError as exc:
-            raise BackendError(str(exc)) from exc
-        if not target.is_file():
-            raise BackendError(f"No file {path} in {uri}.")
-        return open(target, "rb")
+        return open_artifact_file(self._artifact_dir, uri, path)
 

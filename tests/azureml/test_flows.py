@@ -9,6 +9,8 @@ from mlopsportal.backends import get_backend
 from models_registry import services as registry
 from models_registry.models import TrainingRun
 from tests.conftest import wait_for
+from tests.deployments.test_promotion import serving
+from tests.deployments.test_promotion import settle as settle_local
 from workspaces import sync
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -57,18 +59,8 @@ def test_canceling_a_run_cancels_the_azure_job(azure, azure_worker, engineer):
     wait_for(lambda: client.jobs.get(run.job_name).status == "Canceled", timeout=30, message="job canceled")
 
 
-def serving(endpoint):
-    return {d.name: (d.model_version.version, d.traffic) for d in
-            endpoint.deployments.filter(status__in=Deployment.LIVE).select_related("model_version")}
-
-
 def settle(promotion, states, timeout=240):
-    def reached():
-        promotion.refresh_from_db()
-        return promotion.state in states
-
-    wait_for(reached, timeout=timeout, message=f"{promotion} to reach {states}")
-    return promotion
+    return settle_local(promotion, states, timeout=timeout)
 
 
 def azure_traffic(name):
