@@ -17,6 +17,7 @@ permanent (validation, quota, not found, access) with the service's own message.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 import threading
@@ -229,7 +230,8 @@ class AzureMLBackend(MLBackend):
         try:
             self.credential().get_token("https://management.azure.com/.default")
         except Exception as exc:  # noqa: BLE001
-            detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())[:800]
+            detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            detail = re.sub(r"[^.:]*https?://\S+[^.]*\.?", "", detail)[:1500]  # each credential's reason, no links
             record("Credentials", False, f"No usable Azure credential. {SIGN_IN_HINT} What was tried: {detail}")
             return results
         record("Credentials", True, f"Signed in through {settings.MLOPS_AZURE_CREDENTIAL.rsplit('.', 1)[-1]}.")
