@@ -16,6 +16,7 @@ permanent (validation, quota, not found, access) with the service's own message.
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -129,8 +130,6 @@ def _retry_after(exc) -> float | None:
 
 
 def _params_tag(params: dict) -> str:
-    import json
-
     return json.dumps(params, sort_keys=True, separators=(",", ":"))
 
 
@@ -159,6 +158,17 @@ def calling(doing: str):
         raise  # the task's own time limit: not Azure's failure
     except Exception as exc:  # noqa: BLE001 - everything from the SDK leaves here as a BackendError
         raise translate(exc, doing) from exc
+
+
+def _found(doing: str, fetch, *args):
+    """What `fetch(*args)` returns, or None when Azure answers 404; any other failure as calling() translates it."""
+    try:
+        with calling(doing):
+            return fetch(*args)
+    except BackendError as exc:
+        if exc.__cause__ is not None and _not_found(exc.__cause__):
+            return None
+        raise
 
 
 class AzureMLBackend(MLBackend):
@@ -237,27 +247,28 @@ class AzureMLBackend(MLBackend):
         record("Credentials", True, f"Signed in through {settings.MLOPS_AZURE_CREDENTIAL.rsplit('.', 1)[-1]}.")
         ml = self.client(config, quick=True)
         try:
-            workspace = ml.workspaces.get(config.workspace_name)
-        except Exception as exc:  # noqa: BLE001
-            if _not_found(exc):
-                message = (f"No workspace {config.workspace_name} in resource group {config.resource_group} of "
-                           f"subscription {config.subscription_id} (or the identity cannot see it).")
-            else:
-                message = str(translate(exc, "Reading the workspace"))
-            record("Workspace", False, message)
+            workspace = _found("Reading the workspace", ml.workspaces.get, config.workspace_name)
+        except BackendError as exc:
+            record("Workspace", False, str(exc))
+            return results
+        if workspace is None:
+            record("Workspace", False, f"No workspace {config.workspace_name} in resource group "
+                                       f"{config.resource_group} of subscription {config.subscription_id} (or the "
+                                       "identity cannot see it).")
             return results
         record("Workspace", True, f"{workspace.name} in {workspace.location}.")
         for check, name, kinds, hint in (
                 ("AKS compute", config.aks_compute, {"kubernetes", "aks"},
-                 "Attach the AKS cluster to the workspace as a Kubernetes compute (README: Attaching AKS)."),
+                 "Attach the AKS cluster to the workspace as a Kubernetes compute (README, Azure ML: Attach AKS)."),
                 ("Training cluster", config.training_cluster, {"amlcompute"},
                  "Create a compute cluster in the workspace, or fix the name.")):
             try:
-                compute = ml.compute.get(name)
-            except Exception as exc:  # noqa: BLE001
-                message = (f"The workspace has no compute named {name}. {hint}" if _not_found(exc)
-                           else str(translate(exc, f"Reading compute {name}")))
-                record(check, False, message)
+                compute = _found(f"Reading compute {name}", ml.compute.get, name)
+            except BackendError as exc:
+                record(check, False, str(exc))
+                return results
+            if compute is None:
+                record(check, False, f"The workspace has no compute named {name}. {hint}")
                 return results
             kind = str(getattr(compute, "type", "")).lower()
             if kind not in kinds:
@@ -287,12 +298,8 @@ class AzureMLBackend(MLBackend):
         code_version = example.code_version()
         dataset_sha256 = files.file_sha256(example.data_path)
         ml = self.client(config, show_progress=True)  # with progress on, a refused upload raises instead of hanging
-        try:
-            existing = ml.jobs.get(job_name)
-        except Exception as exc:  # noqa: BLE001
-            if not _not_found(exc):
-                raise translate(exc, f"Looking up job {job_name}") from exc
-        else:  # a retried submit finds its job; a job of another portal (or of a reset database) is not ours
+        existing = _found(f"Looking up job {job_name}", ml.jobs.get, job_name)
+        if existing is not None:  # a retried submit finds its job; one of another portal (or a reset database) not
             tags = existing.tags or {}
             if tags.get("mlops-portal") == "training" and tags.get("code_version") == code_version and \
                     tags.get("dataset_sha256") == dataset_sha256 and tags.get("params") == _params_tag(params):
@@ -324,16 +331,25 @@ class AzureMLBackend(MLBackend):
                 ml.jobs.create_or_update(job)
         return TrainingSubmission(job_name, code_version, dataset_sha256)
 
+    @staticmethod
+    def _fetch_folder(destination: Path, doing: str, fetch, unwrap=lambda folder: folder) -> None:
+        """Let `fetch(path)` fill a `.partial` sibling of `destination`, then move what `unwrap` picks from it into
+        place, so a fetch cut short never leaves a folder that looks complete."""
+        partial = destination.with_name(destination.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        with calling(doing):
+            fetch(str(partial))
+        shutil.rmtree(destination, ignore_errors=True)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        unwrap(partial).rename(destination)
+        shutil.rmtree(partial, ignore_errors=True)
+
     def _download(self, uri: str, destination: Path) -> None:
         from azure.ai.ml._artifacts._artifact_utilities import download_artifact_from_aml_uri
 
-        ml = self.client()
-        partial = destination.with_name(destination.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        with calling(f"Downloading {uri}"):
-            download_artifact_from_aml_uri(uri=uri, destination=str(partial), datastore_operation=ml.datastores)
-        shutil.rmtree(destination, ignore_errors=True)
-        partial.rename(destination)
+        datastores = self.client().datastores
+        self._fetch_folder(destination, f"Downloading {uri}", lambda path: download_artifact_from_aml_uri(
+            uri=uri, destination=path, datastore_operation=datastores))
 
     def _job_dir(self, job_id: str) -> Path:
         if not job_id or "/" in job_id or job_id.startswith("."):
@@ -361,8 +377,6 @@ class AzureMLBackend(MLBackend):
                                   error=f"The Azure ML job ended {status}. {error}".strip() + "\n" + studio)
         self._download(self._output_path(job_id, "model"), folder / "model")
         try:
-            import json
-
             metrics = json.loads((folder / "model" / "metrics.json").read_text())
         except (OSError, ValueError) as exc:
             return TrainingStatus("failed", log=log_text, error=f"Could not read the job's metrics.json: {exc}")
@@ -399,19 +413,16 @@ class AzureMLBackend(MLBackend):
         _, name, version = uri.split(":")
         folder = files.safe_join(self.root, f"models/{name}/{version}")
         if not folder.is_dir():
-            ml = self.client()
-            partial = folder.with_name(folder.name + ".partial")
-            shutil.rmtree(partial, ignore_errors=True)
-            with calling(f"Downloading {name} v{version}"):
-                ml.models.download(name, version, download_path=str(partial))
-            inner = partial / name  # the SDK puts the files under <download_path>/<name>/
-            source = inner if inner.is_dir() else partial
-            children = [p for p in source.iterdir()]
-            if len(children) == 1 and children[0].is_dir():  # and under the output folder's own name
-                source = children[0]
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            source.rename(folder)
-            shutil.rmtree(partial, ignore_errors=True)
+            def unwrap(partial: Path) -> Path:
+                source = partial / name if (partial / name).is_dir() else partial  # the SDK adds <name>/
+                children = list(source.iterdir())
+                if len(children) == 1 and children[0].is_dir():  # and the output folder's own name
+                    return children[0]
+                return source
+
+            models = self.client().models
+            self._fetch_folder(folder, f"Downloading {name} v{version}",
+                               lambda path: models.download(name, version, download_path=path), unwrap)
         return folder
 
     def artifact_files(self, uri: str) -> list[files.FileEntry]:
@@ -484,12 +495,8 @@ class AzureMLBackend(MLBackend):
         return DeployedRef(ref=ref, scoring_url="")
 
     def _endpoint_ensure(self, ml, config, name: str, kind: str) -> None:
-        try:
-            ml.online_endpoints.get(name)
+        if _found(f"Reading endpoint {name}", ml.online_endpoints.get, name) is not None:
             return
-        except Exception as exc:  # noqa: BLE001
-            if not _not_found(exc):
-                raise translate(exc, f"Reading endpoint {name}") from exc
         with calling(f"Creating endpoint {name}"):
             ml.online_endpoints.begin_create_or_update(self._endpoint_entity(config, name, kind))
 
@@ -503,19 +510,13 @@ class AzureMLBackend(MLBackend):
         config = self.config()
         ml = self.client(config)
         endpoint_name, name = ref["endpoint"], ref["deployment"]
-        try:
-            endpoint = ml.online_endpoints.get(endpoint_name)
-        except Exception as exc:  # noqa: BLE001
-            if _not_found(exc):
-                return DeploymentState("failed", error=f"Endpoint {endpoint_name} is gone from the workspace.")
-            raise translate(exc, f"Reading endpoint {endpoint_name}") from exc
+        endpoint = _found(f"Reading endpoint {endpoint_name}", ml.online_endpoints.get, endpoint_name)
+        if endpoint is None:
+            return DeploymentState("failed", error=f"Endpoint {endpoint_name} is gone from the workspace.")
         if endpoint.provisioning_state == "Failed":
             return DeploymentState("failed", error=f"Creating endpoint {endpoint_name} failed in Azure ML.")
-        try:
-            deployment = ml.online_deployments.get(name, endpoint_name)
-        except Exception as exc:  # noqa: BLE001
-            if not _not_found(exc):
-                raise translate(exc, f"Reading deployment {name}") from exc
+        deployment = _found(f"Reading deployment {name}", ml.online_deployments.get, name, endpoint_name)
+        if deployment is None:
             if not submit_missing:
                 return DeploymentState("failed", error=f"Deployment {name} is gone from endpoint {endpoint_name}.")
             if endpoint.provisioning_state != "Succeeded":
@@ -547,11 +548,9 @@ class AzureMLBackend(MLBackend):
 
     def deployment_delete(self, ref: dict) -> None:
         ml = self.client()
-        try:
-            ml.online_deployments.begin_delete(ref["deployment"], ref["endpoint"])
-        except Exception as exc:  # noqa: BLE001
-            if not _not_found(exc):
-                raise translate(exc, f"Deleting deployment {ref['deployment']}") from exc
+        # Already gone (404) is what was asked for.
+        _found(f"Deleting deployment {ref['deployment']}", ml.online_deployments.begin_delete, ref["deployment"],
+               ref["endpoint"])
 
     def endpoint_traffic_apply(self, *, endpoint_name: str, traffic: dict[str, int]) -> None:
         ml = self.client()

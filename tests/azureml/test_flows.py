@@ -9,8 +9,7 @@ from mlopsportal.backends import get_backend
 from models_registry import services as registry
 from models_registry.models import TrainingRun
 from tests.conftest import wait_for
-from tests.deployments.test_promotion import serving
-from tests.deployments.test_promotion import settle as settle_local
+from tests.deployments.test_promotion import serving, settle
 from workspaces import sync
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -59,10 +58,6 @@ def test_canceling_a_run_cancels_the_azure_job(azure, azure_worker, engineer):
     wait_for(lambda: client.jobs.get(run.job_name).status == "Canceled", timeout=30, message="job canceled")
 
 
-def settle(promotion, states, timeout=240):
-    return settle_local(promotion, states, timeout=timeout)
-
-
 def azure_traffic(name):
     return {k: int(v) for k, v in (get_backend("azureml").client().online_endpoints.get(name).traffic or {}).items()
             if int(v)}
@@ -89,10 +84,10 @@ def test_promotion_end_to_end_on_azureml_then_rollback(azure, azure_worker, engi
     def promote(version):
         promotion = promotions.promotion_start(version=version, production_endpoint=prod, staging_endpoint=staging,
                                                stress_profile=stress, reason="better model", actor=engineer)
-        promotion = settle(promotion, {"awaiting", "failed"})
+        promotion = settle(promotion, {"awaiting", "failed"}, timeout=240)
         assert promotion.state == "awaiting", promotion.failure_reason
         promotions.promotion_decide(promotion=promotion, actor=manager, approve=True, comment="green on staging")
-        promotion = settle(promotion, {"succeeded", "failed"})
+        promotion = settle(promotion, {"succeeded", "failed"}, timeout=240)
         assert promotion.state == "succeeded", promotion.failure_reason
         return promotion
 
@@ -224,7 +219,7 @@ def test_failing_functional_case_on_azureml_stops_before_production(azure, azure
     promotion = promotions.promotion_start(version=model.versions.get(), production_endpoint=prod,
                                            staging_endpoint=staging, stress_profile=stress, reason="try",
                                            actor=engineer)
-    promotion = settle(promotion, {"failed", "awaiting", "succeeded"})
+    promotion = settle(promotion, {"failed", "awaiting", "succeeded"}, timeout=240)
     assert promotion.state == "failed" and "1 of 1 cases failed" in promotion.failure_reason
     assert not prod.deployments.exists() and not azure.find("PUT", r"/onlineEndpoints/titanic-prod")
     staging_deployment = promotion.staging_deployment
