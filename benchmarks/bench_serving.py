@@ -172,13 +172,18 @@ def interleaved(direct_url, endpoint_url, auth, seconds):
 
 
 def alternate(rounds, first, second):
-    """Run the two sides in turn `rounds` times; the median of each figure per side."""
+    """Run the two sides in turn `rounds` times, which one goes first swapping every round (so a machine slowly
+    getting faster or slower does not favour either); the median of each figure per side."""
     import statistics
 
     runs = ([], [])
-    for _ in range(rounds):
-        runs[0].append(first())
-        runs[1].append(second())
+    for round_ in range(rounds):
+        if round_ % 2:
+            runs[1].append(second())
+            runs[0].append(first())
+        else:
+            runs[0].append(first())
+            runs[1].append(second())
     return tuple({key: statistics.median(r[key] for r in side) for key in ("throughput_rps", "p50_ms", "p99_ms")}
                  | {"failures": sum(r.get("failures", r.get("errors", 0)) for r in side)} for side in runs)
 
@@ -190,7 +195,7 @@ def row(label, s):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5, help="length of each load")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=4,
                         help="the two sides alternate this many times; medians are printed (the machine is noisy)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--skip-promotion", action="store_true")

@@ -1,7 +1,9 @@
-"""The stress engine: concurrent POSTs with asyncio and aiohttp, latencies in HDR histograms.
+"""The stress engine: concurrent POSTs with asyncio, latencies in HDR histograms.
 
 Cheap per request on purpose: on a small machine the client's CPU is taken from the server under test, so each
-worker coroutine reuses pre-encoded payloads and one connection, and records one histogram value per request.
+simulated user reuses pre-encoded payloads and request headers, keeps its own connection alive while the server
+allows it (mlopsportal.lib.http1: a lean HTTP/1.1 client on httptools; why not aiohttp's is measured there), and
+records one histogram value per request.
 Results of several engines (one per Celery worker) merge exactly: histograms add, counters add, and the per-second
 series line up on wall-clock seconds.
 """
@@ -16,8 +18,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import uvloop
-from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector
 from hdrh.histogram import HdrHistogram
+
+from mlopsportal.lib.http1 import Connection, HTTPClientError, Target
 
 # Latencies are recorded in microseconds, from 1 µs to 10 minutes, to 2 significant digits.
 LOWEST, HIGHEST, DIGITS = 1, 600_000_000, 2
@@ -160,10 +163,17 @@ class Result:
         return merged
 
 
+def _request_headers(plan: Plan) -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
+    for name, value in plan.headers.items():
+        for same in [h for h in headers if h.lower() == name.lower()]:
+            del headers[same]
+        headers[name] = value
+    return headers
+
+
 async def run(plan: Plan) -> Result:
-    timeout = ClientTimeout(total=plan.timeout_s)
-    connector = TCPConnector(limit=plan.concurrency, force_close=False, enable_cleanup_closed=True)
-    headers = {"Content-Type": "application/json", **plan.headers}
+    target = Target.from_url(plan.url, _request_headers(plan))
     payloads = itertools.cycle(plan.payloads)
     result = Result(started_at=time.time(), finished_at=0.0, concurrency=plan.concurrency)
     remaining = [plan.request_count] if plan.request_count is not None else None
@@ -174,38 +184,39 @@ async def run(plan: Plan) -> Result:
     by_exception = result.by_exception
     clock = time.perf_counter_ns
 
-    async def one_user(session: ClientSession) -> None:
-        while True:
-            if remaining is not None:
-                if remaining[0] <= 0:
+    async def one_user() -> None:
+        connection = Connection(target)
+        try:
+            while True:
+                if remaining is not None:
+                    if remaining[0] <= 0:
+                        return
+                    remaining[0] -= 1
+                elif time.monotonic() >= deadline:
                     return
-                remaining[0] -= 1
-            elif time.monotonic() >= deadline:
-                return
-            body = next(payloads)
-            start = clock()
-            failed = False
-            try:
-                async with session.post(plan.url, data=body, headers=headers) as response:
-                    await response.read()
-                    status = response.status
-                by_status[str(status)] += 1
-                failed = status >= 400
-            except (TimeoutError, ClientError, OSError) as exc:
-                by_exception[exc.__class__.__name__] += 1
-                failed = True
-            elapsed_us = max(1, (clock() - start) // 1000)
-            record(min(elapsed_us, HIGHEST))
-            second = int(time.time())
-            bucket = seconds.get(second)
-            if bucket is None:
-                bucket = seconds[second] = {"ok": 0, "failed": 0, "hist": new_histogram()}
-            bucket["hist"].record_value(min(elapsed_us, HIGHEST))
-            bucket["failed" if failed else "ok"] += 1
-            result.requests += 1
+                body = next(payloads)
+                start = clock()
+                try:
+                    async with asyncio.timeout(plan.timeout_s):
+                        status = (await connection.post(body)).status
+                    by_status[str(status)] += 1
+                    failed = status >= 400
+                except (TimeoutError, HTTPClientError, OSError) as exc:
+                    by_exception[exc.__class__.__name__] += 1
+                    failed = True
+                elapsed_us = min(max(1, (clock() - start) // 1000), HIGHEST)
+                record(elapsed_us)
+                second = int(time.time())
+                bucket = seconds.get(second)
+                if bucket is None:
+                    bucket = seconds[second] = {"ok": 0, "failed": 0, "hist": new_histogram()}
+                bucket["hist"].record_value(elapsed_us)
+                bucket["failed" if failed else "ok"] += 1
+                result.requests += 1
+        finally:
+            connection.close()
 
-    async with ClientSession(connector=connector, timeout=timeout, auto_decompress=False) as session:
-        await asyncio.gather(*(one_user(session) for _ in range(plan.concurrency)))
+    await asyncio.gather(*(one_user() for _ in range(plan.concurrency)))
     result.finished_at = time.time()
     return result
 

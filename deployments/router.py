@@ -15,7 +15,9 @@ import logging
 import random
 from dataclasses import dataclass, field
 
-from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
+from aiohttp import web
+
+from mlopsportal.lib.http1 import Connection, HTTPClientError, Target, content_type_header
 
 log = logging.getLogger(__name__)
 DEPLOYMENT_HEADER = "azureml-model-deployment"
@@ -26,7 +28,7 @@ class Route:
     auth_enabled: bool
     key: bytes
     timeout_s: float
-    deployments: dict[str, str]  # name -> scoring URL of every deployment that answers
+    deployments: dict[str, Target]  # name -> scoring URL of every deployment that answers
     names: list[str] = field(default_factory=list)  # deployments with traffic ...
     weights: list[int] = field(default_factory=list)  # ... and their percentages
 
@@ -47,7 +49,12 @@ def load_table() -> dict[str, Route]:
                                         ).exclude(scoring_url="").select_related("endpoint")
     for deployment in serving:
         route = table[deployment.endpoint.name]
-        route.deployments[deployment.name] = deployment.scoring_url
+        try:
+            # One connection per call: the inference server's gunicorn sync workers close each one after answering.
+            route.deployments[deployment.name] = Target.from_url(deployment.scoring_url, keep_alive=False)
+        except ValueError:
+            log.error("deployment %s has an unusable scoring URL %r; not routed", deployment, deployment.scoring_url)
+            continue
         if deployment.traffic:
             route.names.append(deployment.name)
             route.weights.append(deployment.traffic)
@@ -59,35 +66,58 @@ def _error(status: int, message: str, **headers) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-async def _table_as_of(app: web.Application, arrival: float) -> dict[str, Route]:
-    """A routing table read from the database after `arrival`: a deployment made healthy (or an endpoint created)
-    before a request came in is then known to it. Concurrent misses share one reload."""
-    if app["loaded_from"] >= arrival:
-        return app["table"]
-    pending = app.get("reload")
-    if pending is not None and app["reload_from"] >= arrival:
-        await asyncio.shield(pending)
-        return app["table"]
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    task = asyncio.ensure_future(asyncio.to_thread(load_table))
-    app["reload"], app["reload_from"] = task, started
-    try:
-        table = await asyncio.shield(task)
-        if started >= app["loaded_from"]:
-            app["table"], app["loaded_from"] = table, started
-    finally:
-        if app.get("reload") is task:
-            app["reload"] = None
-    return app["table"]
+@dataclass
+class Routing:
+    """The router's state: the table and when it was read; a reload in flight, shared by requests that wait on it."""
+    refresh: float
+    table: dict[str, Route] = field(default_factory=dict)
+    loaded_from: float = 0.0
+    reload: asyncio.Future | None = None
+    reload_from: float = 0.0
+    refresher: asyncio.Task | None = None
+
+    def keep(self, table: dict[str, Route], started: float) -> None:
+        if started >= self.loaded_from:
+            self.table, self.loaded_from = table, started
+
+    async def table_as_of(self, arrival: float) -> dict[str, Route]:
+        """A routing table read from the database after `arrival`: a deployment made healthy (or an endpoint
+        created) before a request came in is then known to it. Concurrent misses share one reload."""
+        if self.loaded_from >= arrival:
+            return self.table
+        if self.reload is not None and self.reload_from >= arrival:
+            await asyncio.shield(self.reload)
+            return self.table
+        started = asyncio.get_running_loop().time()
+        task = asyncio.ensure_future(asyncio.to_thread(load_table))
+        self.reload, self.reload_from = task, started
+        try:
+            self.keep(await asyncio.shield(task), started)
+        finally:
+            if self.reload is task:
+                self.reload = None
+        return self.table
+
+    async def refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh)
+            try:
+                started = asyncio.get_running_loop().time()
+                self.keep(await asyncio.to_thread(load_table), started)
+            except Exception:  # a database hiccup must not stop routing with the last good table
+                log.exception("could not refresh the routing table; keeping the previous one")
+
+
+ROUTING = web.AppKey("routing", Routing)
 
 
 async def score(request: web.Request) -> web.Response:
     arrival = asyncio.get_running_loop().time()
     name = request.match_info["endpoint"]
-    route = request.app["table"].get(name)
+    routing = request.app[ROUTING]
+    route = routing.table.get(name)
     if route is None:
-        route = (await _table_as_of(request.app, arrival)).get(name)
+        route = (await routing.table_as_of(arrival)).get(name)
     if route is None:
         return _error(404, f"No endpoint named {name}.")
     if route.auth_enabled:
@@ -99,7 +129,7 @@ async def score(request: web.Request) -> web.Response:
     chosen = request.headers.get(DEPLOYMENT_HEADER)
     if chosen:
         if chosen not in route.deployments:
-            route = (await _table_as_of(request.app, arrival)).get(name, route)
+            route = (await routing.table_as_of(arrival)).get(name, route)
         if chosen not in route.deployments:
             return _error(404, f"Endpoint {name} has no serving deployment named {chosen}.")
     elif route.names:
@@ -107,57 +137,37 @@ async def score(request: web.Request) -> web.Response:
     else:
         return _error(503, f"No deployment of endpoint {name} takes traffic.")
     body = await request.read()
-    headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
     try:
-        # asyncio's own timeout: one timer per request (aiohttp's ClientTimeout costs several).
         async with asyncio.timeout(route.timeout_s):
-            async with request.app["client"].post(route.deployments[chosen], data=body, headers=headers) as upstream:
-                payload = await upstream.read()
-                return web.Response(body=payload, status=upstream.status, headers={
-                    "Content-Type": upstream.headers.get("Content-Type", "application/json"),
-                    DEPLOYMENT_HEADER: chosen})
+            reply = await Connection(route.deployments[chosen]).post(
+                body, content_type_header(request.headers.get("Content-Type", "application/json")))
     except TimeoutError:
         return _error(408, f"Scoring took longer than the endpoint's timeout ({route.timeout_s * 1000:.0f} ms).",
                       **{DEPLOYMENT_HEADER: chosen})
-    except ClientError as exc:
-        return _error(502, f"Deployment {chosen} did not answer: {exc.__class__.__name__}.",
-                      **{DEPLOYMENT_HEADER: chosen})
+    except HTTPClientError as exc:
+        return _error(502, f"Deployment {chosen} {exc}.", **{DEPLOYMENT_HEADER: chosen})
+    return web.Response(body=reply.body, status=reply.status,
+                        headers={"Content-Type": reply.content_type, DEPLOYMENT_HEADER: chosen})
 
 
 async def health(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-async def _refresh_forever(app: web.Application) -> None:
-    while True:
-        await asyncio.sleep(app["refresh"])
-        try:
-            started = asyncio.get_running_loop().time()
-            table = await asyncio.to_thread(load_table)
-            if started >= app["loaded_from"]:
-                app["table"], app["loaded_from"] = table, started
-        except Exception:  # a database hiccup must not stop routing with the last good table
-            log.exception("could not refresh the routing table; keeping the previous one")
-
-
 async def _startup(app: web.Application) -> None:
-    app["client"] = ClientSession(connector=TCPConnector(limit=0, keepalive_timeout=30), auto_decompress=False,
-                                  skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
-                                  timeout=ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None))
-    app["loaded_from"] = asyncio.get_running_loop().time()
-    app["table"] = await asyncio.to_thread(load_table)
-    app["reload"] = None
-    app["refresher"] = asyncio.create_task(_refresh_forever(app))
+    routing = app[ROUTING]
+    started = asyncio.get_running_loop().time()
+    routing.keep(await asyncio.to_thread(load_table), started)
+    routing.refresher = asyncio.create_task(routing.refresh_forever())
 
 
 async def _cleanup(app: web.Application) -> None:
-    app["refresher"].cancel()
-    await app["client"].close()
+    app[ROUTING].refresher.cancel()
 
 
 def make_app(refresh: float = 0.25) -> web.Application:
     app = web.Application(client_max_size=16 * 1024 * 1024)
-    app["refresh"] = refresh
+    app[ROUTING] = Routing(refresh=refresh)
     app.router.add_post("/endpoints/{endpoint}/score", score)
     app.router.add_get("/", health)
     app.on_startup.append(_startup)

@@ -1,0 +1,222 @@
+"""The lean HTTP/1.1 client (mlopsportal.lib.http1) and the router's answers when a deployment is slow, gone or
+broken, against small servers on 127.0.0.1 that answer with exactly the bytes each test gives them."""
+import asyncio
+import json
+import socket
+import ssl
+
+import pytest
+from aiohttp import test_utils
+
+from deployments import loadtest, router
+from mlopsportal.lib import http1
+
+OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{"prediction": 1}'
+
+
+class Canned:
+    """A server answering each request it reads with the next of `answers` (bytes, or a list of parts written one
+    by one); `close` after an answer hangs up. Records each request's raw bytes and which connection it came on."""
+
+    def __init__(self, answers, *, hold: float = 0, close: bool = True, tls: ssl.SSLContext | None = None):
+        self.answers, self.hold, self.close, self.tls = list(answers), hold, close, tls
+        self.requests: list[tuple[int, bytes]] = []
+        self.connections = 0
+        self.hung_up = None
+
+    async def __aenter__(self):
+        self.hung_up = asyncio.get_running_loop().create_future()
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.tls)
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/score"
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+
+    async def _handle(self, reader, writer):
+        self.connections += 1
+        number = self.connections
+        try:
+            while self.answers:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length"))
+                self.requests.append((number, head + await reader.readexactly(length)))
+                if self.hold:
+                    try:  # wait `hold` seconds, watching for the caller to hang up meanwhile
+                        if await asyncio.wait_for(reader.read(1), self.hold) == b"":
+                            raise ConnectionResetError
+                    except TimeoutError:
+                        pass
+                answer = self.answers.pop(0)
+                for part in answer if isinstance(answer, list) else [answer]:
+                    writer.write(part)
+                    await writer.drain()
+                if self.close:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            if not self.hung_up.done():
+                self.hung_up.set_result(number)
+        writer.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def post(url, body=b"{}", **target):
+    async def go():
+        connection = http1.Connection(http1.Target.from_url(url, **target))
+        try:
+            return await connection.post(body)
+        finally:
+            connection.close()
+    return asyncio.run(go())
+
+
+def test_posts_the_body_with_its_headers_and_reads_a_sized_answer():
+    async def go():
+        async with Canned([OK]) as server:
+            target = http1.Target.from_url(server.url, {"Authorization": "Bearer k"}, keep_alive=False)
+            reply = await http1.Connection(target).post(b'{"Pclass": 1}', http1.content_type_header("text/x\r\nX: 1"))
+        return reply, server.requests
+
+    reply, requests = asyncio.run(go())
+    assert reply == (200, "application/json", b'{"prediction": 1}')
+    head, body = requests[0][1].split(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /score HTTP/1.1"
+    assert {b"Connection: close", b"Authorization: Bearer k", b"Content-Type: text/xX: 1", b"Content-Length: 13"} <= set(lines)
+    assert any(line.startswith(b"Host: 127.0.0.1:") for line in lines)
+    assert body == b'{"Pclass": 1}'
+
+
+def test_keeps_the_connection_alive_while_the_server_does_and_reconnects_when_it_closes():
+    async def go():
+        closing = OK.replace(b"Content-Length", b"Connection: close\r\nContent-Length")
+        async with Canned([OK, OK, closing, OK], close=False) as server:
+            connection = http1.Connection(http1.Target.from_url(server.url))
+            replies = [await connection.post(b"{}") for _ in range(4)]
+            connection.close()
+        return replies, [number for number, _ in server.requests]
+
+    replies, connections = asyncio.run(go())
+    assert [r.status for r in replies] == [200] * 4
+    assert connections == [1, 1, 1, 2]  # the third answer said close: the fourth request opened a new connection
+
+
+def test_chunked_and_close_delimited_answers_are_read_whole():
+    chunked = [b"HTTP/1.1 400 BAD REQUEST\r\nTransfer-Encoding: chunked\r\n\r\n", b"6\r\n{\"err\"\r\n",
+               b"5\r\n: 1}\n\r\n0\r\n\r\n"]
+    until_close = [b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n", b"part one, ", b"part two"]
+
+    async def go():
+        async with Canned([chunked]) as first, Canned([until_close]) as second:
+            return [await http1.Connection(http1.Target.from_url(s.url)).post(b"{}") for s in (first, second)]
+
+    assert asyncio.run(go()) == [(400, "application/json", b'{"err": 1}\n'), (200, "text/plain", b"part one, part two")]
+
+
+@pytest.mark.parametrize("answer, error, why", [
+    (b"", http1.ServerDisconnected, "closed the connection before answering in full"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", http1.ServerDisconnected, "before answering in full"),
+    (b"SMTP ready\r\n\r\n", http1.MalformedResponse, "answered with malformed HTTP"),
+])
+def test_broken_answers_raise(answer, error, why):
+    async def go():
+        async with Canned([answer]) as server:
+            await http1.Connection(http1.Target.from_url(server.url)).post(b"{}")
+
+    with pytest.raises(error, match=why):
+        asyncio.run(go())
+
+
+def test_refused_connection_and_oversized_answer_raise(monkeypatch):
+    with pytest.raises(http1.ConnectError, match="refused the connection"):
+        post(f"http://127.0.0.1:{free_port()}/score")
+    monkeypatch.setattr(http1, "MAX_RESPONSE_BYTES", 1024)
+
+    async def go():
+        async with Canned([[b"HTTP/1.1 200 OK\r\nContent-Length: 4096\r\n\r\n", b"x" * 4096]]) as server:
+            await http1.Connection(http1.Target.from_url(server.url)).post(b"{}")
+
+    with pytest.raises(http1.ResponseTooLarge, match="more than"):
+        asyncio.run(go())
+
+
+def test_tls_is_verified(tmp_path, monkeypatch):
+    from tests.fakeaml import certs
+
+    cert, key = certs.generate(tmp_path)
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+
+    async def go():
+        async with Canned([OK], tls=server_side) as server:
+            return await http1.Connection(http1.Target.from_url(server.url)).post(b"{}")
+
+    with pytest.raises(http1.ConnectError, match="TLS handshake"):  # the system's trust store does not know it
+        asyncio.run(go())
+    trusting = ssl.create_default_context(cafile=str(cert))
+    monkeypatch.setattr(http1, "_tls_context", lambda: trusting)
+    assert asyncio.run(go()).status == 200
+
+
+def test_target_parses_urls_and_refuses_headers_that_would_split_the_request():
+    target = http1.Target.from_url("https://scoring.example.com/api/v1/score?verbose=1", {"X-A": "b"})
+    assert (target.host, target.port, target.tls) == ("scoring.example.com", 443, True)
+    assert target.head == b"POST /api/v1/score?verbose=1 HTTP/1.1\r\nHost: scoring.example.com:443\r\nX-A: b\r\n"
+    assert http1.Target.from_url("http://[::1]:9000/score").head.split(b"\r\n")[1] == b"Host: [::1]:9000"
+    for bad in ("ftp://host/score", "/score", "http:///score"):
+        with pytest.raises(ValueError, match="not an http"):
+            http1.Target.from_url(bad)
+    for name, value in (("Authorization", "Bearer k\r\nX-Evil: 1"), ("X\nY", "v"), ("", "v"), ("A:B", "v")):
+        with pytest.raises(ValueError, match="cannot be sent"):
+            http1.Target.from_url("http://host/score", {name: value})
+
+
+def test_stress_engine_counts_transport_failures_by_kind_and_sends_its_headers():
+    async def go():
+        broken = [b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort"]
+        async with Canned([OK] * 3 + [b"garbage\r\n\r\n"], close=False) as server, Canned(broken) as cut_off:
+            plan = loadtest.Plan(url=server.url, payloads=[b"{}"], concurrency=1, request_count=4,
+                                 headers={"content-type": "application/json; charset=utf-8", "Authorization": "Bearer k"})
+            mixed = await loadtest.run(plan)
+            cut = await loadtest.run(loadtest.Plan(url=cut_off.url, payloads=[b"{}"], concurrency=1, request_count=1))
+        return mixed, cut, server.requests
+
+    mixed, cut, requests = asyncio.run(go())
+    assert mixed.by_status == {"200": 3} and mixed.by_exception == {"MalformedResponse": 1} and mixed.failures == 1
+    assert cut.by_exception == {"ServerDisconnected": 1}
+    lines = requests[0][1].split(b"\r\n")
+    assert b"content-type: application/json; charset=utf-8" in lines and b"Authorization: Bearer k" in lines
+    assert not any(line.startswith(b"Content-Type:") for line in lines)  # the plan's own replaced the default
+
+
+def test_router_answers_408_on_timeout_and_502_when_the_deployment_is_gone(monkeypatch):
+    """The router in-process, its routing table given: a deployment slower than the endpoint's timeout gets 408
+    (and the router hangs up on it); one whose server is gone gets 502 naming it; both say which deployment."""
+    async def go():
+        async with Canned([OK], hold=2) as slow, Canned([OK]) as fine:
+            urls = {"slow": slow.url, "gone": f"http://127.0.0.1:{free_port()}/score", "fine": fine.url}
+            table = {"e": router.Route(auth_enabled=False, key=b"", timeout_s=0.3, deployments={
+                name: http1.Target.from_url(url, keep_alive=False) for name, url in urls.items()})}
+            monkeypatch.setattr(router, "load_table", lambda: table)
+            async with test_utils.TestClient(test_utils.TestServer(router.make_app(refresh=60))) as client:
+                answers = {}
+                for name in urls:
+                    response = await client.post("/endpoints/e/score", data=b'{"a": 1}',
+                                                 headers={router.DEPLOYMENT_HEADER: name})
+                    answers[name] = (response.status, response.headers[router.DEPLOYMENT_HEADER], await response.text())
+            await asyncio.wait_for(slow.hung_up, 5)
+        return answers, fine.requests
+
+    answers, received = asyncio.run(go())
+    assert answers["slow"][:2] == (408, "slow")
+    assert "longer than the endpoint's timeout (300 ms)" in json.loads(answers["slow"][2])["error"]
+    assert answers["gone"][:2] == (502, "gone")
+    assert json.loads(answers["gone"][2])["error"] == "Deployment gone refused the connection (ConnectionRefusedError)."
+    assert answers["fine"] == (200, "fine", '{"prediction": 1}')
+    assert received[0][1].endswith(b'\r\n\r\n{"a": 1}')
