@@ -114,7 +114,7 @@ def test_promotion_page_shows_evidence_and_charts(manager_client, engineer, worl
     StressRun.objects.create(
         deployment=deployment, promotion=promotion, status="passed",
         plan={"concurrency": 4, "duration_seconds": 2, "request_count": None, "shards": 2, "p95_ms_max": 100,
-              "error_rate_max": 0, "min_rps": 1, "payloads": []},
+              "error_rate_max": 0.005, "min_rps": None, "payloads": []},
         summary={"requests": 100, "failures": 0, "error_rate": 0, "throughput_rps": 50, "p50_ms": 5, "p90_ms": 8,
                  "p95_ms": 9, "p99_ms": 12, "p99_9_ms": 15, "max_ms": 16, "by_status": {"200": 100},
                  "by_exception": {}},
@@ -124,6 +124,7 @@ def test_promotion_page_shows_evidence_and_charts(manager_client, engineer, worl
     body = manager_client.get(promotion.get_absolute_url()).content.decode()
     assert "seed passenger" in body and "Latency percentiles over time" in body and "Latency histogram" in body
     assert body.count("<polyline") >= 4 and "200: 100" in body
+    assert "thresholds: p95 ≤ 100 ms, error rate ≤ 0.005, no minimum throughput" in body
     live = manager_client.get(promotion.get_absolute_url(), HTTP_HX_REQUEST="true", HTTP_HX_TARGET="promotion-live")
     assert live.status_code == 286  # waiting on a person: no polling
 
