@@ -19,10 +19,11 @@ def _headers(deployment: Deployment) -> dict[str, str]:
     return scoring_headers(deployment.endpoint, deployment.name)
 
 
-def functional_run(*, deployment: Deployment, promotion=None, through_endpoint_url: str) -> FunctionalTestRun:
+def functional_run(*, deployment: Deployment, promotion=None, through_endpoint_url: str,
+                   purpose: str = "Functional tests") -> FunctionalTestRun:
     """Send every enabled case of the deployment's model through the endpoint URL to this deployment."""
     cases = list(FunctionalTestCase.objects.filter(model=deployment.model_version.model, enabled=True))
-    run = FunctionalTestRun.objects.create(deployment=deployment, promotion=promotion)
+    run = FunctionalTestRun.objects.create(deployment=deployment, promotion=promotion, purpose=purpose)
     results = []
     timeout = deployment.serving_settings.get("request_timeout_ms", 60_000) / 1000 + 5
     for case in cases:

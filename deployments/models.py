@@ -283,6 +283,8 @@ class FunctionalTestRun(models.Model):
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="functional_runs")
     promotion = models.ForeignKey("Promotion", null=True, blank=True, on_delete=models.CASCADE,
                                   related_name="functional_runs")
+    purpose = models.CharField(max_length=80, default="Functional tests",
+                               help_text="What the run was for: the functional tests, or a smoke check at a traffic step.")
     status = models.CharField(max_length=10, choices=TestOutcome.choices, default=TestOutcome.RUNNING)
     results = models.JSONField(default=list, help_text="[{case, passed, reason, status, body, ms}]")
     started_at = models.DateTimeField(auto_now_add=True)

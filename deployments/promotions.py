@@ -388,7 +388,8 @@ def _traffic(promotion: Promotion, step: PromotionStep) -> Outcome:
     if not get_backend().endpoint_traffic_applied(endpoint_name=promotion.production_endpoint.name, traffic=traffic):
         return wait(f"Waiting for the platform to route {percent}% to {new.name}.")
     run = checks.functional_run(deployment=new, promotion=promotion,
-                                through_endpoint_url=services.endpoint_scoring_url(promotion.production_endpoint))
+                                through_endpoint_url=services.endpoint_scoring_url(promotion.production_endpoint),
+                                purpose=f"Smoke check at {percent}% of traffic")
     failed = [r for r in run.results if not r["passed"]]
     if failed:
         return fail(f"smoke check at {percent}% failed: " + "; ".join(f"{r['case']} ({r['reason']})" for r in failed))
@@ -419,6 +420,16 @@ HANDLERS.update({f"traffic_{p}": _traffic for p in range(1, 101)})
 
 
 # --- rollback -----------------------------------------------------------------------------------------------------
+def rollback_target(endpoint: Endpoint, live: list[Deployment]) -> tuple[Deployment, Deployment] | None:
+    """(the deployment serving most traffic now, the newest other healthy deployment: the one a rollback sends all
+    traffic to), or None when there is nothing to roll back to. `live`: the endpoint's live deployments."""
+    current = max(live, key=lambda d: d.traffic, default=None)
+    previous = [d for d in live if d is not current and d.status == Deployment.Status.HEALTHY]
+    if current is None or not current.traffic or not previous:
+        return None
+    return current, max(previous, key=lambda d: d.created_at)
+
+
 def endpoint_rollback(*, endpoint: Endpoint, actor) -> Deployment:
     """Put all traffic back on the deployment that served before the current one."""
     if endpoint.stage != Endpoint.Stage.PRODUCTION:
@@ -426,11 +437,10 @@ def endpoint_rollback(*, endpoint: Endpoint, actor) -> Deployment:
     if Promotion.objects.filter(production_endpoint=endpoint, state__in=Promotion.ACTIVE).exists():
         raise ValidationError("A promotion is in progress on this endpoint; wait for it to finish.")
     live = list(endpoint.deployments.filter(status__in=Deployment.LIVE).select_related("model_version__model"))
-    current = max(live, key=lambda d: d.traffic, default=None)
-    previous = [d for d in live if d is not current and d.status == Deployment.Status.HEALTHY]
-    if current is None or not current.traffic or not previous:
+    pair = rollback_target(endpoint, live)
+    if pair is None:
         raise ValidationError("There is no previous deployment to roll back to.")
-    target = max(previous, key=lambda d: d.created_at)
+    current, target = pair
     services.endpoint_traffic_set(endpoint=endpoint, traffic={target.name: 100}, actor=actor,
                                   reason=f"rolled back from {current.model_version} to {target.model_version}")
     return target

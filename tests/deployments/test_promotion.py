@@ -95,6 +95,10 @@ def test_promote_v1_then_v2_blue_green_then_rollback(worker, router, engineer, m
     assert serving(prod) == {"blue": (1, 0), "green": (2, 100)}  # v1 kept, idle, for rollback
     steps = list(second.steps.values_list("kind", "status"))
     assert ("traffic_50", "succeeded") in steps and ("traffic_100", "succeeded") in steps
+    runs = second.functional_runs.order_by("started_at")
+    assert [(r.purpose, r.deployment.name, r.status) for r in runs] == [
+        ("Functional tests", f"promo-{second.pk}", "passed"),
+        *[(f"Smoke check at {p}% of traffic", "green", "passed") for p in second.traffic_steps]]
     assert "step to 50%" in " ".join(prod_audit(prod))
 
     promotions.endpoint_rollback(endpoint=prod, actor=engineer)

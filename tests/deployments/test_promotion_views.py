@@ -135,15 +135,21 @@ def test_rollback_rules(engineer_client, manager_client, engineer, world):
     assert manager_client.post(url).status_code == 403
     response = engineer_client.post(url, follow=True)
     assert "no previous deployment to roll back to" in response.content.decode()
+    assert 'data-testid="rollback"' not in engineer_client.get(prod.get_absolute_url()).content.decode()
     old = Deployment.objects.create(endpoint=prod, name="blue", model_version=model.versions.get(version=1),
                                     status="healthy", traffic=0)
     Deployment.objects.create(endpoint=prod, name="green", model_version=model.latest_version, status="healthy",
                               traffic=100)
+    page = engineer_client.get(prod.get_absolute_url()).content.decode()
+    assert "Roll back to titanic v1 (blue)</button>" in page
+    assert "Send all traffic from titanic v2 (green) to titanic v1 (blue)?" in page
+    assert 'data-testid="rollback"' not in manager_client.get(prod.get_absolute_url()).content.decode()
     engineer_client.post(url)
     old.refresh_from_db()
     assert old.traffic == 100
     page = engineer_client.get(prod.get_absolute_url()).content.decode()
     assert "rolled back from titanic v2 to titanic v1" in page
+    assert "Roll back to titanic v2 (green)</button>" in page  # the button now names where it would go: no surprise
 
 
 def test_functional_case_validation(engineer):
