@@ -4,6 +4,7 @@ import asyncio
 import json
 import socket
 import ssl
+import struct
 
 import pytest
 from aiohttp import test_utils
@@ -18,8 +19,9 @@ class Canned:
     """A server answering each request it reads with the next of `answers` (bytes, or a list of parts written one
     by one); `close` after an answer hangs up. Records each request's raw bytes and which connection it came on."""
 
-    def __init__(self, answers, *, hold: float = 0, close: bool = True, tls: ssl.SSLContext | None = None):
-        self.answers, self.hold, self.close, self.tls = list(answers), hold, close, tls
+    def __init__(self, answers, *, hold: float = 0, close: bool = True, reset: bool = False,
+                 tls: ssl.SSLContext | None = None):
+        self.answers, self.hold, self.close, self.reset, self.tls = list(answers), hold, close, reset, tls
         self.requests: list[tuple[int, bytes]] = []
         self.connections = 0
         self.hung_up = None
@@ -52,6 +54,10 @@ class Canned:
                 for part in answer if isinstance(answer, list) else [answer]:
                     writer.write(part)
                     await writer.drain()
+                if self.reset:  # hang up with a TCP reset instead of a clean close
+                    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
+                    return
                 if self.close:
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -133,6 +139,44 @@ def test_broken_answers_raise(answer, error, why):
         asyncio.run(go())
 
 
+def test_interim_answers_are_skipped_and_an_unasked_protocol_switch_is_refused():
+    final = b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}'
+
+    async def go(answer):
+        async with Canned([answer]) as server:
+            return await http1.Connection(http1.Target.from_url(server.url)).post(b"{}")
+
+    assert asyncio.run(go(b"HTTP/1.1 100 Continue\r\n\r\n" + final)) == (200, "application/json", b"{}")
+    assert asyncio.run(go([b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", final])).status == 200
+    with pytest.raises(http1.MalformedResponse, match="switched protocols"):
+        asyncio.run(go(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"))
+
+
+def test_length_comes_from_the_headers_not_from_trailers_and_a_reset_is_not_an_answer():
+    identity = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\n", b"until the end"]
+    trailer = [b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+               b"Trailer: Content-Type\r\n\r\n2\r\n{}\r\n0\r\nContent-Type: evil/x\r\n\r\n"]
+
+    async def go(answer, **server):
+        async with Canned([answer], **server) as canned:
+            return await http1.Connection(http1.Target.from_url(canned.url)).post(b"{}")
+
+    assert asyncio.run(go(identity)) == (200, "application/json", b"until the end")
+    assert asyncio.run(go(trailer)) == (200, "application/json", b"{}")
+    with pytest.raises(http1.ServerDisconnected):  # a body that ends at close, cut off by a reset
+        asyncio.run(go([b"HTTP/1.1 200 OK\r\n\r\n", b'{"predictions": [1, 2,'], reset=True))
+
+
+def test_a_connection_meant_for_one_call_is_closed_even_when_the_server_would_keep_it():
+    async def go():
+        async with Canned([OK, OK], close=False) as server:
+            reply = await http1.Connection(http1.Target.from_url(server.url, keep_alive=False)).post(b"{}")
+            await asyncio.wait_for(server.hung_up, 5)
+        return reply
+
+    assert asyncio.run(go()).status == 200
+
+
 def test_refused_connection_and_oversized_answer_raise(monkeypatch):
     with pytest.raises(http1.ConnectError, match="refused the connection"):
         post(f"http://127.0.0.1:{free_port()}/score")
@@ -144,6 +188,13 @@ def test_refused_connection_and_oversized_answer_raise(monkeypatch):
 
     with pytest.raises(http1.ResponseTooLarge, match="more than"):
         asyncio.run(go())
+
+    async def endless_header():
+        async with Canned([[b"HTTP/1.1 200 OK\r\nX-Pad: "] + [b"a" * 16384] * 8]) as server:
+            await http1.Connection(http1.Target.from_url(server.url)).post(b"{}")
+
+    with pytest.raises(http1.ResponseTooLarge, match="headers over 64 KiB"):
+        asyncio.run(endless_header())
 
 
 def test_tls_is_verified(tmp_path, monkeypatch):
@@ -175,6 +226,14 @@ def test_target_parses_urls_and_refuses_headers_that_would_split_the_request():
     for name, value in (("Authorization", "Bearer k\r\nX-Evil: 1"), ("X\nY", "v"), ("", "v"), ("A:B", "v")):
         with pytest.raises(ValueError, match="cannot be sent"):
             http1.Target.from_url("http://host/score", {name: value})
+    for name in ("Host", "content-length", "Connection", "Transfer-Encoding"):
+        with pytest.raises(ValueError, match="set by the client"):
+            http1.Target.from_url("http://host/score", {name: "x"})
+    odd = http1.Target.from_url("http://bücher.example/a b/score?q=1 2")
+    assert odd.head.startswith(b"POST /a%20b/score?q=1%202 HTTP/1.1\r\nHost: xn--bcher-kva.example:80\r\n")
+    for bad in ("http://a..b/score", f"http://{'x' * 64}.example/score", "http://host:99999/score"):
+        with pytest.raises(ValueError, match="not a usable host"):
+            http1.Target.from_url(bad)
 
 
 def test_stress_engine_counts_transport_failures_by_kind_and_sends_its_headers():

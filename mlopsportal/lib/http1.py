@@ -20,11 +20,14 @@ import functools
 import ssl
 from dataclasses import dataclass
 from typing import NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httptools
 
-MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # body
+MAX_HEAD_BYTES = 64 * 1024  # status line and headers
+URL_SAFE = "/%:@!$&'()*+,;=-._~?"  # what stays as it is in a path or query; anything else is percent-encoded
+SET_BY_CLIENT = {"host", "content-length", "connection", "transfer-encoding"}
 
 
 class HTTPClientError(Exception):
@@ -60,6 +63,7 @@ class Target:
     host: str
     port: int
     tls: bool
+    keep_alive: bool
     head: bytes  # the request line and fixed headers, each line ending in CRLF
 
     @classmethod
@@ -67,18 +71,23 @@ class Target:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
-        tls = parts.scheme == "https"
-        port = parts.port or (443 if tls else 80)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-        lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}"]
+        try:
+            host = parts.hostname.encode("idna").decode("ascii")
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except (UnicodeError, ValueError) as exc:
+            raise ValueError(f"not a usable host and port in {url!r} ({exc})") from exc
+        path = quote(parts.path or "/", safe=URL_SAFE) + (f"?{quote(parts.query, safe=URL_SAFE)}" if parts.query else "")
+        lines = [f"POST {path} HTTP/1.1", f"Host: {f'[{host}]' if ':' in host else host}:{port}"]
         if not keep_alive:
             lines.append("Connection: close")
         for name, value in (headers or {}).items():
             if any(c in f"{name}{value}" for c in "\r\n\0") or not name or ":" in name:
                 raise ValueError(f"header {name!r} cannot be sent")
+            if name.lower() in SET_BY_CLIENT:
+                raise ValueError(f"header {name!r} is set by the client itself")
             lines.append(f"{name}: {value}")
-        return cls(host=parts.hostname, port=port, tls=tls, head="".join(f"{line}\r\n" for line in lines).encode())
+        return cls(host=host, port=port, tls=parts.scheme == "https", keep_alive=keep_alive,
+                   head="".join(f"{line}\r\n" for line in lines).encode("latin-1"))
 
 
 @functools.cache
@@ -98,12 +107,18 @@ class _Protocol(asyncio.Protocol):
     def expect(self, reply: asyncio.Future) -> None:
         self._reply = reply
         self._parser = httptools.HttpResponseParser(self)
+        self.keep_alive = False
+        self._start_answer()
+
+    def _start_answer(self) -> None:
         self._content_type = "application/json"  # what score.py answers when the server says nothing
         self._chunks: list[bytes] = []
         self._size = 0
+        self._head_size = 0
         self._headers_done = False
+        self._has_length = False
+        self._chunked = False
         self._length_known = False  # Content-Length or chunked; otherwise the body ends when the server closes
-        self.keep_alive = False
 
     def connection_made(self, transport):
         self.transport = transport
@@ -114,26 +129,39 @@ class _Protocol(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(MalformedResponse("switched protocols without being asked to"))
         except httptools.HttpParserError as exc:
             self._fail(MalformedResponse(f"answered with malformed HTTP ({exc})"))
+        else:
+            if not self._headers_done:
+                self._head_size += len(data)
+                if self._head_size > MAX_HEAD_BYTES:
+                    self._fail(ResponseTooLarge(f"answered with headers over {MAX_HEAD_BYTES // 1024} KiB"))
+        if self._reply.done() and self._reply.exception() is not None:
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._reply is not None and self._headers_done and not self._length_known:
-            self._finish()
+        if exc is None and self._reply is not None and self._headers_done and not self._length_known:
+            self._finish()  # a body without a length ends when the server closes the connection cleanly
         self._fail(ServerDisconnected("closed the connection before answering in full"))
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._headers_done:
+            return  # a trailer after a chunked body: the answer's headers are already known
         name = name.lower()
         if name == b"content-type":
             self._content_type = value.decode("latin-1")
-        elif name in (b"content-length", b"transfer-encoding"):
-            self._length_known = True
+        elif name == b"content-length":
+            self._has_length = True
+        elif name == b"transfer-encoding":
+            self._chunked = value.strip().lower().endswith(b"chunked")
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
+        self._length_known = self._has_length or self._chunked
 
     def on_body(self, chunk: bytes) -> None:
         self._size += len(chunk)
@@ -144,6 +172,9 @@ class _Protocol(asyncio.Protocol):
         self._chunks.append(chunk)
 
     def on_message_complete(self) -> None:
+        if 100 <= self._parser.get_status_code() < 200:
+            self._start_answer()  # an interim answer (100 Continue, 103 Early Hints): the real one follows
+            return
         self.keep_alive = self._parser.should_keep_alive()
         self._finish()
 
@@ -177,7 +208,7 @@ class Connection:
         except BaseException:
             self.close()
             raise
-        if not protocol.keep_alive:
+        if not (protocol.keep_alive and self.target.keep_alive):
             self.close()
         return answer
 
@@ -190,6 +221,8 @@ class Connection:
             raise ConnectError(f"failed the TLS handshake ({exc.reason or exc})") from exc
         except OSError as exc:
             raise ConnectError(f"refused the connection ({exc.__class__.__name__})") from exc
+        except ValueError as exc:  # a host name the resolver will not take
+            raise ConnectError(f"could not be looked up ({exc})") from exc
         return protocol
 
     def close(self) -> None:
