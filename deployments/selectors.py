@@ -3,7 +3,7 @@ from django.db.models import Prefetch, QuerySet
 
 from mlopsportal.lib.charts import Series, bar_chart, multi_line_chart
 
-from .models import Deployment, Endpoint, Promotion
+from .models import Deployment, Endpoint, Promotion, StressRun, TestOutcome
 
 
 def endpoint_list() -> QuerySet[Endpoint]:
@@ -41,9 +41,40 @@ def promotion_evidence(*, promotion: Promotion) -> dict:
                                         title="Latency histogram", x_label="latency up to (ms)", y_label="requests")
     return {
         "promotion": promotion,
+        "baseline": stress_baseline(stress) if stress is not None and stress.summary else None,
         "steps": list(promotion.steps.all()),
         "functional_runs": list(promotion.functional_runs.select_related("deployment").order_by("started_at")),
         "stress": stress,
         "charts": charts,
         "events": audit_events_for(promotion),
     }
+
+
+BASELINE_FIGURES = (  # (label, summary key, unit, higher is better)
+    ("Throughput", "throughput_rps", " req/s", True), ("p50", "p50_ms", " ms", False), ("p95", "p95_ms", " ms", False),
+    ("p99", "p99_ms", " ms", False), ("Error rate", "error_rate", "", False),
+)
+
+
+def stress_baseline(stress: StressRun) -> dict | None:
+    """The last passed stress test of the same model before this one, and each headline figure side by side with
+    its change, so a reviewer sees whether the new version is slower than what passed before."""
+    before = (StressRun.objects.filter(status=TestOutcome.PASSED, started_at__lt=stress.started_at,
+                                       deployment__model_version__model_id=stress.deployment.model_version.model_id)
+              .exclude(pk=stress.pk).exclude(summary={})
+              .select_related("deployment__model_version__model", "deployment__endpoint")
+              .defer("series", "latency_buckets").order_by("-started_at").first())
+    if before is None:
+        return None
+    rows = []
+    for label, key, unit, higher_is_better in BASELINE_FIGURES:
+        now, then = stress.summary.get(key), before.summary.get(key)
+        change, verdict = "", ""
+        if isinstance(now, (int, float)) and isinstance(then, (int, float)):
+            if then:
+                change = f"{now / then - 1:+.0%}"
+            if now != then:
+                verdict = "better" if (now > then) == higher_is_better else "worse"
+        rows.append({"label": label, "now": now, "then": then, "unit": unit, "change": change, "verdict": verdict})
+    same_load = all(stress.plan.get(k) == before.plan.get(k) for k in ("concurrency", "duration_seconds", "request_count"))
+    return {"run": before, "rows": rows, "same_load": same_load}

@@ -142,6 +142,7 @@ def test_rollback_rules(engineer_client, manager_client, engineer, world):
                               traffic=100)
     page = engineer_client.get(prod.get_absolute_url()).content.decode()
     assert "Roll back to titanic v1 (blue)</button>" in page
+    assert "<td>titanic v2 (green, 100%)</td><td>titanic v1 (blue, 0% → 100%)</td>" in page  # what changes, first
     assert "Send all traffic from titanic v2 (green) to titanic v1 (blue)?" in page
     assert 'data-testid="rollback"' not in manager_client.get(prod.get_absolute_url()).content.decode()
     engineer_client.post(url)
@@ -199,3 +200,41 @@ def test_validate_step_refuses_model_without_cases(engineer, world):
     assert promotions.promotion_advance(promotion_id=promotion.pk) is None
     promotion.refresh_from_db()
     assert promotion.state == "failed" and "has no functional test cases" in promotion.failure_reason
+
+
+def test_stress_results_are_compared_with_the_last_passed_run_of_the_model(manager_client, engineer, world):
+    import datetime
+
+    from django.utils import timezone
+
+    promotion = awaiting(world, engineer)
+    staging, prod, model, _ = world
+    now = timezone.now()
+    plan = {"concurrency": 4, "duration_seconds": 10, "request_count": None, "shards": 1, "p95_ms_max": 100,
+            "error_rate_max": 0.01, "min_rps": None, "payloads": []}
+
+    def stress_run(name, version, status, minutes_ago, p95, rps, promotion=None, **plan_changes):
+        deployment = Deployment.objects.create(endpoint=staging, name=name, model_version=model.versions.get(version=version),
+                                               status="deleted")
+        run = StressRun.objects.create(deployment=deployment, promotion=promotion, status=status, plan={**plan, **plan_changes},
+                                       summary={"requests": 100, "failures": 0, "error_rate": 0.0, "throughput_rps": rps,
+                                                "p50_ms": 10.0, "p90_ms": 20.0, "p95_ms": p95, "p99_ms": 40.0,
+                                                "p99_9_ms": 50.0, "max_ms": 60.0, "by_status": {"200": 100},
+                                                "by_exception": {}})
+        StressRun.objects.filter(pk=run.pk).update(started_at=now - datetime.timedelta(minutes=minutes_ago))
+        return run
+
+    stress_run("old-pass", 1, "passed", 60, p95=25.0, rps=90.0)
+    stress_run("last-pass", 1, "passed", 30, p95=30.0, rps=80.0)
+    stress_run("last-fail", 1, "failed", 20, p95=500.0, rps=5.0)  # failed runs are no baseline
+    stress_run("this", 2, "passed", 0, p95=36.0, rps=100.0, promotion=promotion)
+    body = manager_client.get(promotion.get_absolute_url()).content.decode()
+    assert "titanic v1 on titanic-staging/last-pass" in body and "compare with care" not in body
+    assert "<th>p95</th><td>36.0 ms</td><td>30.0 ms</td>\n      <td>+20% <span class=\"tag worse\">worse</span>" in body
+    assert "<th>Throughput</th><td>100.0 req/s</td><td>80.0 req/s</td>\n      <td>+25% <span class=\"tag better\">better" in body
+    assert "<th>p50</th><td>10.0 ms</td><td>10.0 ms</td>\n      <td>+0%</td>" in body
+
+    StressRun.objects.filter(deployment__name="this").update(plan={**plan, "concurrency": 8})
+    assert "a different load from this one" in manager_client.get(promotion.get_absolute_url()).content.decode()
+    StressRun.objects.exclude(deployment__name="this").delete()
+    assert 'data-testid="stress-comparison"' not in manager_client.get(promotion.get_absolute_url()).content.decode()
