@@ -173,9 +173,14 @@ def _request_headers(plan: Plan) -> dict[str, str]:
 
 
 async def run(plan: Plan) -> Result:
-    target = Target.from_url(plan.url, _request_headers(plan))
-    payloads = itertools.cycle(plan.payloads)
     result = Result(started_at=time.time(), finished_at=0.0, concurrency=plan.concurrency)
+    try:
+        target = Target.from_url(plan.url, _request_headers(plan))
+    except ValueError as exc:  # nothing can be sent (a bad URL or header, a proxy setting that cannot be used)
+        result.by_exception[f"cannot send: {exc}"] += 1
+        result.finished_at = time.time()
+        return result
+    payloads = itertools.cycle(plan.payloads)
     remaining = [plan.request_count] if plan.request_count is not None else None
     deadline = time.monotonic() + plan.duration_s if plan.duration_s is not None else math.inf
     record = result.histogram.record_value
