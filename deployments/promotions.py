@@ -420,9 +420,9 @@ HANDLERS.update({f"traffic_{p}": _traffic for p in range(1, 101)})
 
 
 # --- rollback -----------------------------------------------------------------------------------------------------
-def rollback_target(endpoint: Endpoint, live: list[Deployment]) -> tuple[Deployment, Deployment] | None:
+def rollback_target(live: list[Deployment]) -> tuple[Deployment, Deployment] | None:
     """(the deployment serving most traffic now, the newest other healthy deployment: the one a rollback sends all
-    traffic to), or None when there is nothing to roll back to. `live`: the endpoint's live deployments."""
+    traffic to), or None when there is nothing to roll back to. `live`: an endpoint's live deployments."""
     current = max(live, key=lambda d: d.traffic, default=None)
     previous = [d for d in live if d is not current and d.status == Deployment.Status.HEALTHY]
     if current is None or not current.traffic or not previous:
@@ -437,7 +437,7 @@ def endpoint_rollback(*, endpoint: Endpoint, actor) -> Deployment:
     if Promotion.objects.filter(production_endpoint=endpoint, state__in=Promotion.ACTIVE).exists():
         raise ValidationError("A promotion is in progress on this endpoint; wait for it to finish.")
     live = list(endpoint.deployments.filter(status__in=Deployment.LIVE).select_related("model_version__model"))
-    pair = rollback_target(endpoint, live)
+    pair = rollback_target(live)
     if pair is None:
         raise ValidationError("There is no previous deployment to roll back to.")
     current, target = pair

@@ -28,7 +28,7 @@ class Route:
     auth_enabled: bool
     key: bytes
     timeout_s: float
-    deployments: dict[str, Target]  # name -> scoring URL of every deployment that answers
+    deployments: dict[str, Target]  # name -> where to send, for every deployment that answers
     names: list[str] = field(default_factory=list)  # deployments with traffic ...
     weights: list[int] = field(default_factory=list)  # ... and their percentages
 

@@ -15,7 +15,7 @@ def deployment_start(self, deployment_id: int) -> None:
     try:
         polling = services.deployment_start(deployment_id=deployment_id)
     except BackendError as exc:
-        raise self.retry(exc=exc, countdown=exc.retry_countdown(self.request.retries))
+        raise exc.retry_task(self)
     if polling:
         deployment_poll.apply_async(args=(deployment_id,), countdown=settings.MLOPS_DEPLOY_POLL_SECONDS)
 
@@ -34,7 +34,7 @@ def deployment_remove(self, deployment_id: int) -> None:
     try:
         services.deployment_remove(deployment_id=deployment_id)
     except BackendError as exc:  # busy, or not yet routed away from it: again later
-        raise self.retry(exc=exc, countdown=exc.retry_countdown(min(self.request.retries, 3)))
+        raise exc.retry_task(self, attempt_cap=3)
 
 
 @shared_task(bind=True, max_retries=20, acks_late=True, soft_time_limit=120, time_limit=150)
@@ -45,7 +45,7 @@ def promotion_clean_up(self, promotion_id: int) -> None:
     try:
         promotions.promotion_clean_up(promotion_id=promotion_id)
     except BackendError as exc:
-        raise self.retry(exc=exc, countdown=exc.retry_countdown(min(self.request.retries, 3)))
+        raise exc.retry_task(self, attempt_cap=3)
 
 
 @shared_task(soft_time_limit=240, time_limit=300)

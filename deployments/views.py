@@ -46,7 +46,7 @@ def _endpoint_context(request, endpoint, **extra):
         "events": audit_events_for(endpoint, *deployments),
         "can_edit_traffic": endpoint.stage == Endpoint.Stage.STAGING
         and request.user.has_perm("deployments.change_deployment"),
-        "rollback": promotions.rollback_target(endpoint, live) if endpoint.stage == Endpoint.Stage.PRODUCTION else None,
+        "rollback": promotions.rollback_target(live) if endpoint.stage == Endpoint.Stage.PRODUCTION else None,
         **extra,
     }
 

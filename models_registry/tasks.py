@@ -16,7 +16,7 @@ def training_run_start(self, run_id: int) -> None:
     try:
         running = services.training_run_start(run_id=run_id)
     except BackendError as exc:  # transient: the service gave the claim back
-        raise self.retry(exc=exc, countdown=exc.retry_countdown(self.request.retries))
+        raise exc.retry_task(self)
     if running:
         training_run_poll.apply_async(args=(run_id,), countdown=settings.MLOPS_TRAINING_POLL_SECONDS)
 

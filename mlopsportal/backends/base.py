@@ -25,6 +25,12 @@ class BackendError(Exception):
         """Seconds before retry number `attempt` (0-based): exponential backoff, never sooner than asked."""
         return max(min(60, 5 * 2 ** attempt), self.retry_after or 0)
 
+    def retry_task(self, task, *, attempt_cap: int | None = None):
+        """The Celery retry of bound `task` after this error, backing off and never sooner than the platform asked;
+        `raise` what it returns. `attempt_cap` stops the backoff growing after that many attempts."""
+        attempt = task.request.retries if attempt_cap is None else min(task.request.retries, attempt_cap)
+        return task.retry(exc=self, countdown=self.retry_countdown(attempt))
+
 
 def open_artifact_file(folder_of, uri: str, path: str) -> BinaryIO:
     """Open `path` inside the local folder that `folder_of(uri)` gives for a version's files; no escaping it."""

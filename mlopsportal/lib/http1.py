@@ -69,6 +69,10 @@ class Proxy:
     authorization: bytes  # a Proxy-Authorization header line, or b""
 
 
+def _authority(host: str, port: int) -> str:
+    return f"{f'[{host}]' if ':' in host else host}:{port}"
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -106,7 +110,7 @@ class Target:
 
     @property
     def authority(self) -> str:
-        return f"{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}"
+        return _authority(self.host, self.port)
 
     @classmethod
     def from_url(cls, url: str, headers: dict[str, str] | None = None, *, keep_alive: bool = True,
@@ -122,7 +126,7 @@ class Target:
             raise ValueError(f"not a usable host and port in {url!r} ({exc})") from exc
         tls = parts.scheme == "https"
         proxy = proxy_for(parts.scheme, host) if trust_env else None
-        authority = f"{f'[{host}]' if ':' in host else host}:{port}"
+        authority = _authority(host, port)
         path = quote(parts.path or "/", safe=URL_SAFE) + (f"?{quote(parts.query, safe=URL_SAFE)}" if parts.query else "")
         if proxy is not None and not tls:  # a plain-http request goes to the proxy with the whole URL
             path = f"http://{authority}{path}"
