@@ -20,10 +20,13 @@ def deployment_start(self, deployment_id: int) -> None:
         deployment_poll.apply_async(args=(deployment_id,), countdown=settings.MLOPS_DEPLOY_POLL_SECONDS)
 
 
-@shared_task(acks_late=True, soft_time_limit=60, time_limit=90,
-             autoretry_for=(BackendError,), retry_backoff=5, retry_backoff_max=60, max_retries=10)
-def deployment_poll(deployment_id: int) -> None:
-    if services.deployment_poll(deployment_id=deployment_id):
+@shared_task(bind=True, acks_late=True, soft_time_limit=60, time_limit=90, max_retries=10)
+def deployment_poll(self, deployment_id: int) -> None:
+    try:
+        polling = services.deployment_poll(deployment_id=deployment_id)
+    except BackendError as exc:  # backs off, and waits as long as the platform asks (429 Retry-After)
+        raise exc.retry_task(self)
+    if polling:
         deployment_poll.apply_async(args=(deployment_id,), countdown=settings.MLOPS_DEPLOY_POLL_SECONDS)
 
 

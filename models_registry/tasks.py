@@ -21,10 +21,13 @@ def training_run_start(self, run_id: int) -> None:
         training_run_poll.apply_async(args=(run_id,), countdown=settings.MLOPS_TRAINING_POLL_SECONDS)
 
 
-@shared_task(acks_late=True, soft_time_limit=60, time_limit=90,
-             autoretry_for=(BackendError,), retry_backoff=5, retry_backoff_max=60, max_retries=10)
-def training_run_poll(run_id: int) -> None:
-    if services.training_run_poll(run_id=run_id):
+@shared_task(bind=True, acks_late=True, soft_time_limit=60, time_limit=90, max_retries=10)
+def training_run_poll(self, run_id: int) -> None:
+    try:
+        polling = services.training_run_poll(run_id=run_id)
+    except BackendError as exc:  # backs off, and waits as long as the platform asks (429 Retry-After)
+        raise exc.retry_task(self)
+    if polling:
         training_run_poll.apply_async(args=(run_id,), countdown=settings.MLOPS_TRAINING_POLL_SECONDS)
 
 

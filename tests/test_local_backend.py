@@ -46,3 +46,28 @@ def test_invalid_job_ids_are_refused(tmp_path):
     for job_id in ("", "../x", ".hidden"):
         with pytest.raises(BackendError):
             backend.training_status(job_id)
+
+
+@pytest.mark.parametrize("task_path, service", [("deployments.tasks.deployment_poll", "deployments.services.deployment_poll"),
+                                                ("models_registry.tasks.training_run_poll",
+                                                 "models_registry.services.training_run_poll")])
+def test_tasks_retry_no_sooner_than_the_platform_asks(monkeypatch, task_path, service):
+    """A throttled platform (429 with Retry-After: 30) makes the task wait 30 s, not the 5 s of its first backoff."""
+    from django.utils.module_loading import import_string
+
+    task = import_string(task_path)
+    asked = []
+
+    def refuse(**_):
+        raise BackendError("throttled", permanent=False, retry_after=30)
+
+    def retry(*, exc, countdown):
+        asked.append((exc, countdown))
+        return RuntimeError("retried")
+
+    monkeypatch.setattr(service, refuse)
+    monkeypatch.setattr(task, "retry", retry)
+    with pytest.raises(RuntimeError, match="retried"):
+        task(1)
+    assert asked[0][1] == 30 and str(asked[0][0]) == "throttled"
+    assert BackendError("busy", permanent=False).retry_countdown(0) == 5  # without Retry-After: the backoff
