@@ -1,6 +1,8 @@
 """The three roles of the portal, as Django groups, and the permissions each one carries."""
 from django.contrib.auth.models import Group, Permission
 
+from .backends import cached_user_facts
+
 ENGINEER = "ML engineer"
 MANAGER = "Manager"
 ADMIN = "Admin"
@@ -57,8 +59,6 @@ def ensure_role_groups(**kwargs) -> None:
 def user_roles(user) -> set[str]:
     if not user.is_authenticated:
         return set()
-    from .backends import cached_user_facts
-
     roles = {name for name in cached_user_facts(user)["groups"] if name in ROLES}
     if user.is_superuser:
         roles.add(ADMIN)

@@ -89,8 +89,8 @@ def trained_version(user):
 
 
 def deploy(endpoint, version, name):
-    from deployments import services
     from deployments.models import Deployment
+    from deployments.serving import services
 
     deployment = Deployment.objects.create(endpoint=endpoint, name=name, model_version=version,
                                            serving_settings=endpoint.profile.serving_settings())
@@ -104,7 +104,7 @@ def deploy(endpoint, version, name):
 
 
 def engine(url, headers, concurrency, seconds):
-    from deployments import loadtest
+    from deployments.verification import stress as loadtest
 
     payloads = [json.dumps(SEED).encode()]
     result = loadtest.run_blocking(loadtest.Plan(url=url, payloads=payloads, concurrency=concurrency,
@@ -215,8 +215,8 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from django.test.utils import setup_databases, teardown_databases
 
-    from deployments import services
     from deployments.models import DeploymentProfile
+    from deployments.serving import services
 
     old = setup_databases(verbosity=0, interactive=False)
     children, deployments = [], []
@@ -293,8 +293,9 @@ def main() -> None:
 
 
 def promote_timing(user, version, staging, profile, env, children) -> None:
-    from deployments import promotions, services
     from deployments.models import Endpoint, FunctionalTestCase, StressProfile
+    from deployments.promotions import services as promotions
+    from deployments.serving import services
 
     print("\n(c) Promote -> production with a 10-second stress test (a real worker; approval not required here)")
     prod = services.endpoint_create(name="bench-prod", stage="production", profile=profile, actor=user)

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from . import views
+from .promotions import views as promotion_views
+from .serving import views
 
 app_name = "deployments"
 urlpatterns = [
@@ -13,9 +14,9 @@ urlpatterns = [
     path("endpoints/<str:name>/deployments/<int:pk>/delete/", views.deployment_delete, name="deployment_delete"),
     path("endpoints/<str:name>/rollback/", views.endpoint_rollback, name="endpoint_rollback"),
     path("models/<str:name>/versions/<int:version>/deploy/", views.version_deploy, name="version_deploy"),
-    path("models/<str:name>/versions/<int:version>/promote/", views.version_promote, name="version_promote"),
+    path("models/<str:name>/versions/<int:version>/promote/", promotion_views.version_promote, name="version_promote"),
     path("profiles/import/", views.profile_import, name="profile_import"),
-    path("promotions/", views.promotion_list, name="promotion_list"),
-    path("promotions/<int:pk>/", views.promotion_detail, name="promotion_detail"),
-    path("promotions/<int:pk>/decide/", views.promotion_decide, name="promotion_decide"),
+    path("promotions/", promotion_views.promotion_list, name="promotion_list"),
+    path("promotions/<int:pk>/", promotion_views.promotion_detail, name="promotion_detail"),
+    path("promotions/<int:pk>/decide/", promotion_views.promotion_decide, name="promotion_decide"),
 ]

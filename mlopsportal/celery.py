@@ -8,3 +8,5 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlopsportal.settings")
 app = Celery("mlopsportal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# The deployments app keeps its tasks in its rooms.
+app.autodiscover_tasks(["deployments.serving", "deployments.verification", "deployments.promotions"])

@@ -162,8 +162,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    # A task that sat in a dead worker's prefetch buffer is redelivered after this long.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    # A task that sat in a dead worker's prefetch buffer is redelivered after this long. It must be longer than the
+    # longest task time limit (a stress shard: 3720 s), or a task still running is delivered a second time.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7200}
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "mlops")
 # Publishing must fail fast when the broker is down, so the launch page can say so instead of hanging.
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
@@ -221,6 +222,9 @@ MLOPS_DEPLOY_POLL_SECONDS = float(os.environ.get("MLOPS_DEPLOY_POLL_SECONDS", "1
 MLOPS_DEPLOY_TIMEOUT_SECONDS = int(os.environ.get("MLOPS_DEPLOY_TIMEOUT_SECONDS", "1800" if _ON_AZURE else "300"))
 # A running promotion nobody advanced for this long lost its worker; beat hands it to another.
 MLOPS_PROMOTION_STALE_SECONDS = int(os.environ.get("MLOPS_PROMOTION_STALE_SECONDS", "60"))
+# A promotion step that broke this many times (an unexpected error, or a worker that died holding it) fails the
+# promotion with the reason instead of being run again forever.
+MLOPS_PROMOTION_STEP_RETRIES = int(os.environ.get("MLOPS_PROMOTION_STEP_RETRIES", "3"))
 # How long past its planned duration a stress run may take before a missing shard fails it.
 MLOPS_STRESS_GRACE_SECONDS = int(os.environ.get("MLOPS_STRESS_GRACE_SECONDS", "120"))
 # Shards still missing this long past the planned duration are queued again (their worker died).

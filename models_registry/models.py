@@ -3,6 +3,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 NAME_VALIDATOR = RegexValidator(
     r"^[a-z0-9][a-z0-9_-]{1,62}$",
@@ -135,6 +136,4 @@ class TrainingRun(models.Model):
     def duration(self):
         if self.started_at is None:
             return None
-        from django.utils import timezone
-
         return (self.finished_at or timezone.now()) - self.started_at

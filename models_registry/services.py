@@ -18,7 +18,8 @@ from audit.models import AuditEvent
 from audit.services import audit_record
 from mlopsportal import examples
 from mlopsportal.backends import BackendError, get_backend
-from mlopsportal.lib.queue import publish
+from mlopsportal.lib.queue import enqueue
+from mlopsportal.lib.refusals import in_words
 
 from .models import ModelVersion, RegisteredModel, TrainingRun
 
@@ -102,10 +103,8 @@ def example_params_clean(*, example: examples.Example, raw: dict[str, object]) -
 # --- training runs ------------------------------------------------------------------------------------------------
 def training_run_launch(*, example_name: str, params: dict, compute_target: str, experiment_name: str,
                         timeout_seconds: int, register_as: RegisteredModel | None, actor) -> TrainingRun:
-    """Create the run and queue its start. Raises ValidationError on bad input, QueueUnavailable if the broker is
-    down; in both cases nothing is saved."""
-    from . import tasks
-
+    """Create the run and queue its start. Raises ValidationError on bad input (nothing is saved), QueueUnavailable
+    if the broker is down (the run is then saved as failed, saying it was never started)."""
     try:
         example = examples.get_example(example_name)
     except examples.ExampleError as exc:
@@ -124,10 +123,14 @@ def training_run_launch(*, example_name: str, params: dict, compute_target: str,
         )
         audit_record(actor=actor, action=AuditEvent.Action.LAUNCH, target=run,
                      summary=f"launched {example.name} training", changes={"params": cleaned})
-        # Published inside the transaction: if the broker is down we roll back and leave no orphan row. The task
-        # retries briefly if it runs before this commit lands.
-        publish(tasks.training_run_start, run.pk)
+        enqueue("models_registry.tasks.training_run_start", run.pk,
+                unavailable=lambda message: _not_started(run.pk, message))
     return run
+
+
+def _not_started(run_id: int, message: str) -> None:
+    TrainingRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+        status=Status.FAILED, error=f"Not started: {message}", finished_at=timezone.now())
 
 
 def training_run_start(*, run_id: int) -> bool:
@@ -208,7 +211,7 @@ def training_run_poll(*, run_id: int) -> bool:
                 model_version_register_from_run(run=run, model=run.register_as, actor=run.launched_by,
                                                 description=f"Trained by {run}.")
             except (BackendError, ValidationError) as exc:
-                TrainingRun.objects.filter(pk=run_id).update(registration_error=_message(exc))
+                TrainingRun.objects.filter(pk=run_id).update(registration_error=in_words(exc))
     return False
 
 
@@ -227,24 +230,16 @@ def training_run_cancel(*, run: TrainingRun, actor) -> bool:
 
 def training_runs_resume_stale() -> list[int]:
     """Runs whose worker died (nobody polled them for a while) get a fresh poll; it finishes or fails them."""
-    from . import tasks
-
     cutoff = timezone.now() - timedelta(seconds=settings.MLOPS_TRAINING_STALE_SECONDS)
     stale = list(TrainingRun.objects.filter(status=Status.RUNNING, last_polled_at__lt=cutoff)
                  .values_list("pk", flat=True))
     for run_id in stale:
         log.warning("training run %s was not polled since before %s; resuming it", run_id, cutoff)
-        tasks.training_run_poll.delay(run_id)
+        enqueue("models_registry.tasks.training_run_poll", run_id)
     return stale
 
 
 # --- versions -----------------------------------------------------------------------------------------------------
-def _message(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return " ".join(exc.messages)
-    return str(exc)
-
-
 def model_version_register_from_run(*, run: TrainingRun, model: RegisteredModel, actor,
                                     description: str = "", tags: dict | None = None) -> ModelVersion:
     """Register a succeeded run's output as the next version of `model`."""

@@ -12,6 +12,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling
 
 from audit.services import audit_events_for
+from deployments.models import FunctionalTestRun, StressRun
+from deployments.promotions.forms import PromoteForm
+from deployments.serving.forms import DeployToStagingForm
 from mlopsportal.backends import BackendError, get_backend
 from mlopsportal.lib.charts import line_chart
 from mlopsportal.lib.forms import form_errors_text
@@ -75,8 +78,6 @@ def model_edit(request, name):
 def version_detail(request, name, version):
     version = get_object_or_404(ModelVersion.objects.select_related("model", "training_run", "created_by"),
                                 model__name=name, version=version)
-    from deployments.forms import DeployToStagingForm, PromoteForm
-    from deployments.models import FunctionalTestRun, StressRun
 
     deployments = version.deployments.select_related("endpoint").order_by("-created_at")
     return render(request, "models_registry/version_detail.html", {

@@ -48,7 +48,8 @@ def test_invalid_job_ids_are_refused(tmp_path):
             backend.training_status(job_id)
 
 
-@pytest.mark.parametrize("task_path, service", [("deployments.tasks.deployment_poll", "deployments.services.deployment_poll"),
+@pytest.mark.parametrize("task_path, service", [("deployments.serving.tasks.deployment_poll",
+                                                 "deployments.serving.services.deployment_poll"),
                                                 ("models_registry.tasks.training_run_poll",
                                                  "models_registry.services.training_run_poll")])
 def test_tasks_retry_no_sooner_than_the_platform_asks(monkeypatch, task_path, service):

@@ -4,8 +4,8 @@ import time
 import pytest
 from django.core.exceptions import ValidationError
 
-from deployments import services
 from deployments.models import Deployment, DeploymentProfile
+from deployments.serving import services
 from mlopsportal import examples
 from mlopsportal.backends import BackendError, get_backend
 from models_registry.models import ModelVersion, RegisteredModel, TrainingRun

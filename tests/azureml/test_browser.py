@@ -2,8 +2,8 @@
 trains on the Azure ML compute cluster and the registered version shows up. Screenshots go to test-artifacts/."""
 import pytest
 
-from deployments import services
 from deployments.models import DeploymentProfile
+from deployments.serving import services
 from mlopsportal.backends import get_backend
 from models_registry import services as registry
 from models_registry.models import ModelVersion

@@ -3,8 +3,9 @@ Azure ML running the job and Azure ML's inference server behind its endpoints.""
 import pytest
 import requests
 
-from deployments import promotions, services
 from deployments.models import Deployment, DeploymentProfile, Endpoint, FunctionalTestCase, StressProfile, StressRun
+from deployments.promotions import services as promotions
+from deployments.serving import services
 from mlopsportal.backends import get_backend
 from models_registry import services as registry
 from models_registry.models import TrainingRun
@@ -98,7 +99,8 @@ def test_promotion_end_to_end_on_azureml_then_rollback(azure, azure_worker, engi
     assert serving(prod) == {"blue": (1, 100)}
     assert azure_traffic("titanic-prod") == {"blue": 100}
     assert azure.find("PUT", r"/onlineEndpoints/titanic-staging/deployments/promo-\d+$")  # staging on Azure
-    assert azure.find("DELETE", r"/onlineEndpoints/titanic-staging/deployments/promo-\d+$")  # and removed after
+    wait_for(lambda: azure.find("DELETE", r"/onlineEndpoints/titanic-staging/deployments/promo-\d+$"),
+             message="the staging deployment to be removed")  # and removed after
 
     prod.refresh_from_db()
     assert prod.platform_scoring_url.startswith("http://127.0.0.1:")
@@ -110,13 +112,13 @@ def test_promotion_end_to_end_on_azureml_then_rollback(azure, azure_worker, engi
     second = promote(v2)
     assert serving(prod) == {"blue": (1, 0), "green": (2, 100)}
     assert azure_traffic("titanic-prod") == {"green": 100}
-    steps = dict(second.steps.values_list("kind", "status"))
-    assert steps["traffic_50"] == "succeeded" and steps["traffic_100"] == "succeeded"
+    steps = {(kind, percent): status for kind, percent, status in second.steps.values_list("kind", "percent", "status")}
+    assert steps["traffic", 50] == "succeeded" and steps["traffic", 100] == "succeeded"
     traffic_puts = [r.body["properties"]["traffic"] for r in azure.find("PUT", r"/onlineEndpoints/titanic-prod$")
                     if r.body and r.body["properties"].get("traffic")]
     assert {"blue": 50, "green": 50} in traffic_puts
 
-    promotions.endpoint_rollback(endpoint=prod, actor=engineer)
+    services.endpoint_rollback(endpoint=prod, actor=engineer)
     assert serving(prod) == {"blue": (1, 100), "green": (2, 0)}
     wait_for(lambda: azure_traffic("titanic-prod") == {"blue": 100}, timeout=20, message="rollback applied in Azure")
 

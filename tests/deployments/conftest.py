@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from deployments import services
 from deployments.models import DeploymentProfile
+from deployments.serving import services
 from models_registry import services as registry
 from models_registry.models import TrainingRun
 from tests.conftest import ROOT, _database_url, wait_for

@@ -6,7 +6,7 @@ import threading
 import pytest
 from aiohttp import web
 
-from deployments import loadtest
+from deployments.verification import stress as loadtest
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from audit.models import AuditEvent
 from deployments.models import DeploymentProfile
-from deployments.profile_import import ProfileImportError, profile_from_yaml
+from deployments.serving.profile_import import ProfileImportError, profile_from_yaml
 
 SEED_AKS = (Path(__file__).resolve().parents[2] / "examples/titanic/deployment/aksDeploymentConfig.yml").read_text()
 

@@ -3,7 +3,6 @@ import pytest
 import requests
 from django.core.exceptions import ValidationError
 
-from deployments import promotions, services
 from deployments.models import (
     Deployment,
     DeploymentProfile,
@@ -14,6 +13,8 @@ from deployments.models import (
     StressProfile,
     StressRun,
 )
+from deployments.promotions import services as promotions
+from deployments.serving import services
 from tests.conftest import wait_for
 
 from .conftest import make_version
@@ -93,15 +94,15 @@ def test_promote_v1_then_v2_blue_green_then_rollback(worker, router, engineer, m
     second = settle(second, {"succeeded", "failed"})
     assert second.state == "succeeded", second.failure_reason
     assert serving(prod) == {"blue": (1, 0), "green": (2, 100)}  # v1 kept, idle, for rollback
-    steps = list(second.steps.values_list("kind", "status"))
-    assert ("traffic_50", "succeeded") in steps and ("traffic_100", "succeeded") in steps
+    steps = list(second.steps.values_list("kind", "percent", "status"))
+    assert ("traffic", 50, "succeeded") in steps and ("traffic", 100, "succeeded") in steps
     runs = second.functional_runs.order_by("started_at")
     assert [(r.purpose, r.deployment.name, r.status) for r in runs] == [
         ("Functional tests", f"promo-{second.pk}", "passed"),
         *[(f"Smoke check at {p}% of traffic", "green", "passed") for p in second.traffic_steps]]
     assert "step to 50%" in " ".join(prod_audit(prod))
 
-    promotions.endpoint_rollback(endpoint=prod, actor=engineer)
+    services.endpoint_rollback(endpoint=prod, actor=engineer)
     assert serving(prod) == {"blue": (1, 100), "green": (2, 0)}
     assert any("rolled back from titanic v2 to titanic v1" in s for s in prod_audit(prod))
 
@@ -190,7 +191,7 @@ def test_killed_worker_mid_promotion_resumes(start_celery, router, engineer, man
     assert run.status == "passed" and run.shard_results.count() == 2 and run.requeued <= 1
 
 
-def test_failed_smoke_check_during_rollout_restores_production(router, engineer, setup, titanic_outputs):
+def test_failed_smoke_check_during_rollout_restores_production(router, worker, engineer, setup, titanic_outputs):
     """The new deployment dies mid-rollout: the pipeline stops and the old one gets all its traffic back."""
     staging, prod = setup
     v1 = make_version(engineer, titanic_outputs)
@@ -204,17 +205,18 @@ def test_failed_smoke_check_during_rollout_restores_production(router, engineer,
     promotion = Promotion.objects.create(version=v2, production_endpoint=prod, staging_endpoint=staging,
                                          requested_by=engineer, approval_required=False, traffic_steps=[50, 100],
                                          previous_traffic={"blue": 100}, production_deployment=green)
-    for position, kind in enumerate(["traffic_50", "traffic_100", "finish"]):
-        PromotionStep.objects.create(promotion=promotion, position=position, kind=kind, label=kind)
+    for position, (kind, percent) in enumerate([("traffic", 50), ("traffic", 100), ("finish", None)]):
+        PromotionStep.objects.create(promotion=promotion, position=position, kind=kind, percent=percent, label=kind)
 
     assert promotions.promotion_advance(promotion_id=promotion.pk) is None
     promotion.refresh_from_db()
     assert promotion.state == "failed" and "smoke check at 50% failed" in promotion.failure_reason
     assert "HTTP 502" in promotion.failure_reason
     blue.refresh_from_db(), green.refresh_from_db()
-    assert blue.traffic == 100 and green.traffic == 0 and green.status == "deleted"
-    assert dict(promotion.steps.values_list("kind", "status")) == {
-        "traffic_50": "failed", "traffic_100": "canceled", "finish": "canceled"}
+    assert blue.traffic == 100 and green.traffic == 0 and green.status in ("deleting", "deleted")
+    wait_for(lambda: Deployment.objects.get(pk=green.pk).status == "deleted", message="green to be removed")
+    assert list(promotion.steps.values_list("kind", "percent", "status")) == [
+        ("traffic", 50, "failed"), ("traffic", 100, "canceled"), ("finish", None, "canceled")]
     assert any("traffic restored: blue 100%, green 0%" in s for s in prod_audit(prod))
 
 
@@ -226,7 +228,6 @@ def test_missing_stress_shard_is_queued_again_once_then_fails_the_step(engineer,
 
     from django.utils import timezone
 
-    from deployments import tasks
     from deployments.models import StressShard
 
     staging, prod = setup
@@ -240,7 +241,7 @@ def test_missing_stress_shard_is_queued_again_once_then_fails_the_step(engineer,
     step = PromotionStep.objects.create(promotion=promotion, position=0, kind="stress", label="stress",
                                         status="running")
     queued = []
-    monkeypatch.setattr(tasks.stress_shard, "delay", lambda *args: queued.append(args))
+    monkeypatch.setattr(promotions, "enqueue", lambda name, *args: queued.append(args))
     settings.MLOPS_STRESS_REQUEUE_SECONDS, settings.MLOPS_STRESS_GRACE_SECONDS = 30, 120
 
     outcome = promotions._stress(promotion, step)  # starts the run: both shards queued

@@ -2,7 +2,7 @@
 import pytest
 
 from deployments.models import DeploymentProfile, Endpoint, FunctionalTestCase, StressProfile
-from deployments.services import endpoint_create
+from deployments.serving.services import endpoint_create
 from tests.conftest import ARTIFACTS, PASSWORD
 
 from .conftest import make_version, titanic_trained_once

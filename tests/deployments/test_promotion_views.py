@@ -2,7 +2,6 @@
 import pytest
 from django.urls import reverse
 
-from deployments import promotions, services
 from deployments.models import (
     Deployment,
     DeploymentProfile,
@@ -12,6 +11,8 @@ from deployments.models import (
     StressProfile,
     StressRun,
 )
+from deployments.promotions import services as promotions
+from deployments.serving import services
 from tests.models_registry.factories import make_model, make_run
 
 pytestmark = pytest.mark.django_db
@@ -55,9 +56,10 @@ def test_promote_creates_pipeline_and_second_is_refused(engineer_client, world):
     response = engineer_client.post(url, promote_data(world))
     promotion = Promotion.objects.get()
     assert response["Location"] == promotion.get_absolute_url()
-    kinds = list(promotion.steps.values_list("kind", flat=True))
-    assert kinds == ["validate", "deploy_staging", "functional", "stress", "approval", "deploy_production",
-                     "traffic_10", "traffic_50", "traffic_100", "finish"]
+    kinds = list(promotion.steps.values_list("kind", "percent"))
+    assert kinds == [("validate", None), ("deploy_staging", None), ("functional", None), ("stress", None),
+                     ("approval", None), ("deploy_production", None), ("traffic", 10), ("traffic", 50),
+                     ("traffic", 100), ("finish", None)]
     again = engineer_client.post(url, promote_data(world), follow=True)
     assert "is still in progress on titanic-prod" in again.content.decode()
     assert Promotion.objects.count() == 1

@@ -10,8 +10,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from audit.models import AuditEvent
-from deployments import services
 from deployments.models import Deployment
+from deployments.serving import services
 from tests.conftest import wait_for
 
 from .conftest import make_version, pause, wait_healthy

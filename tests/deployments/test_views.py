@@ -3,8 +3,8 @@ import pytest
 from django.urls import reverse
 
 from audit.models import AuditEvent
-from deployments import services
 from deployments.models import Deployment, DeploymentProfile, Endpoint
+from deployments.serving import services
 from tests.models_registry.factories import make_model
 
 pytestmark = pytest.mark.django_db

@@ -61,13 +61,17 @@ def broker_down():
     celery_app.amqp._producer_pool = None
 
 
-def test_launch_with_broker_down_says_so_and_leaves_no_row(engineer, broker_down):
+@pytest.mark.django_db(transaction=True)  # the start is queued once the launch commits
+def test_launch_with_broker_down_says_so_and_the_run_says_it_never_started(engineer, broker_down):
     with pytest.raises(QueueUnavailable, match="task queue is unreachable"):
         services.training_run_launch(example_name="scripted", params={}, compute_target="local",
                                      experiment_name="x1", timeout_seconds=60, register_as=None, actor=engineer)
-    assert not TrainingRun.objects.exists() and not AuditEvent.objects.exists()
+    run = TrainingRun.objects.get()
+    assert run.status == TrainingRun.Status.FAILED and run.finished_at is not None
+    assert run.error.startswith("Not started: The task queue is unreachable")
 
 
+@pytest.mark.django_db(transaction=True)
 def test_launch_page_with_broker_down_shows_message(engineer_client, broker_down):
     from django.urls import reverse
 
@@ -76,7 +80,7 @@ def test_launch_page_with_broker_down_shows_message(engineer_client, broker_down
         "param_sleep": "0", "param_exit_code": "0", "param_outputs": "full", "param_score": "0.5"})
     assert response.status_code == 400
     assert "task queue is unreachable, so nothing was started" in response.content.decode()
-    assert not TrainingRun.objects.exists()
+    assert TrainingRun.objects.get().status == TrainingRun.Status.FAILED
 
 
 def test_register_refuses_unfinished_and_duplicate(engineer):

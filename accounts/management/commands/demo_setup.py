@@ -1,4 +1,5 @@
 """Creates one demo user per role, the Titanic model and its staging and production endpoints, for trying the portal."""
+import json
 import secrets
 
 from django.contrib.auth import get_user_model
@@ -6,8 +7,8 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
 from accounts import roles
-from deployments import services as serving
 from deployments.models import DeploymentProfile, Endpoint, FunctionalTestCase, StressProfile
+from deployments.serving import services as serving
 from mlopsportal import examples
 from models_registry import services
 
@@ -71,8 +72,6 @@ class Command(BaseCommand):
 
     def _checks(self, model, example) -> None:
         """The example's functional test cases and a stress profile with the seed's six passengers."""
-        import json
-
         cases = json.loads((example.path / "tests" / "functional_cases.json").read_text())
         for case in cases:
             FunctionalTestCase.objects.get_or_create(model=model, name=case["name"], defaults=dict(

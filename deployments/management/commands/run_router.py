@@ -6,7 +6,7 @@ from aiohttp import web
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from deployments.router import make_app
+from deployments.serving.router import make_app
 
 
 class Command(BaseCommand):

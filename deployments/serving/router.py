@@ -16,8 +16,11 @@ import random
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from django.db import close_old_connections
 
 from mlopsportal.lib.http1 import Connection, HTTPClientError, Target, content_type_header
+
+from ..models import Deployment, Endpoint
 
 log = logging.getLogger(__name__)
 DEPLOYMENT_HEADER = "azureml-model-deployment"
@@ -35,10 +38,6 @@ class Route:
 
 def load_table() -> dict[str, Route]:
     """Read endpoints and their serving deployments (runs in a thread: the ORM is synchronous)."""
-    from django.db import close_old_connections
-
-    from .models import Deployment, Endpoint
-
     close_old_connections()
     table = {}
     for endpoint in Endpoint.objects.select_related("profile"):

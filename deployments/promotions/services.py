@@ -9,7 +9,12 @@ lease on the promotion, runs the first open step's handler, and records what it 
 * fail    – stop: put production traffic back as it was, remove what this promotion deployed, say why
 
 Handlers are written to be run again after a crash (they look at what already exists before creating anything), so a
-worker that dies mid-step only delays the promotion: beat's resume task finds it once the lease has expired.
+worker that dies mid-step only delays the promotion: beat's resume task finds it once the lease has expired. A step
+that breaks (an unexpected error, or a worker that keeps dying on it) is run again at most
+settings.MLOPS_PROMOTION_STEP_RETRIES times; then the promotion fails with the reason, production traffic as it was.
+
+The next advance is queued only after the change that asks for it has committed, so a worker never looks for a row
+it cannot see yet. Deployments are created and removed through the serving services, like any other.
 """
 from __future__ import annotations
 
@@ -26,10 +31,10 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from audit.services import audit_record
 from mlopsportal.backends import BackendError, get_backend
-from mlopsportal.lib.queue import publish
+from mlopsportal.lib.queue import enqueue
+from mlopsportal.lib.refusals import in_words
 
-from . import checks, services
-from .models import (
+from ..models import (
     Deployment,
     Endpoint,
     FunctionalTestCase,
@@ -39,11 +44,14 @@ from .models import (
     StressRun,
     TestOutcome,
 )
+from ..serving import services as serving
+from ..verification import services as verification
 
 log = logging.getLogger(__name__)
 Step = PromotionStep.Status
 State = Promotion.State
 LEASE = timedelta(seconds=90)
+ADVANCE = "deployments.tasks.promotion_advance"
 
 
 @dataclass(frozen=True)
@@ -68,9 +76,8 @@ def fail(detail):
 # --- starting and deciding ----------------------------------------------------------------------------------------
 def promotion_start(*, version, production_endpoint: Endpoint, staging_endpoint: Endpoint,
                     stress_profile: StressProfile | None, reason: str, actor) -> Promotion:
-    """Create the promotion and queue its first step. Raises ValidationError with a clear message when refused."""
-    from . import tasks
-
+    """Create the promotion and queue its first step. Raises ValidationError with a clear message when refused,
+    QueueUnavailable (with the promotion marked failed, saying so) when the task queue cannot take it."""
     errors = []
     if production_endpoint.stage != Endpoint.Stage.PRODUCTION:
         errors.append(f"{production_endpoint.name} is not a production endpoint.")
@@ -84,8 +91,9 @@ def promotion_start(*, version, production_endpoint: Endpoint, staging_endpoint:
              ("functional", "Functional tests"), ("stress", "Stress test"), ("approval", "Approval"),
              ("deploy_production", f"Deploy to {production_endpoint.name} beside the serving deployment")]
     traffic_steps = production_endpoint.traffic_step_list()
-    steps += [(f"traffic_{p}", f"Shift {p}% of traffic, check") for p in traffic_steps]
-    steps += [("finish", "Record what now serves production")]
+    steps = [(kind, label, None) for kind, label in steps]
+    steps += [("traffic", f"Shift {p}% of traffic, check", p) for p in traffic_steps]
+    steps += [("finish", "Record what now serves production", None)]
     try:
         with transaction.atomic():
             promotion = Promotion.objects.create(
@@ -93,13 +101,13 @@ def promotion_start(*, version, production_endpoint: Endpoint, staging_endpoint:
                 stress_profile=stress_profile, reason=reason, requested_by=actor,
                 approval_required=production_endpoint.approval_required, traffic_steps=traffic_steps)
             PromotionStep.objects.bulk_create([
-                PromotionStep(promotion=promotion, position=i, kind=kind, label=label,
+                PromotionStep(promotion=promotion, position=i, kind=kind, label=label, percent=percent,
                               status=Step.SKIPPED if kind == "approval" and not promotion.approval_required
                               else Step.PENDING)
-                for i, (kind, label) in enumerate(steps)])
+                for i, (kind, label, percent) in enumerate(steps)])
             audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=promotion,
                          summary=f"asked to promote {version} to {production_endpoint.name}")
-            publish(tasks.promotion_advance, promotion.pk)
+            enqueue(ADVANCE, promotion.pk, unavailable=lambda message: _not_started(promotion, message))
     except IntegrityError:
         running = Promotion.objects.filter(production_endpoint=production_endpoint,
                                            state__in=Promotion.ACTIVE).first()
@@ -108,9 +116,22 @@ def promotion_start(*, version, production_endpoint: Endpoint, staging_endpoint:
     return promotion
 
 
-def promotion_decide(*, promotion: Promotion, actor, approve: bool, comment: str) -> Promotion:
-    from . import tasks
+def _not_started(promotion: Promotion, message: str) -> None:
+    Promotion.objects.filter(pk=promotion.pk, state=State.RUNNING).update(
+        state=State.FAILED, failure_reason=f"Not started: {message}", finished_at=timezone.now())
+    promotion.steps.filter(status__in=PromotionStep.OPEN).update(status=Step.CANCELED)
 
+
+def _waiting_for_queue(promotion: Promotion, message: str) -> None:
+    """Approved, but the first rollout step could not be queued: the approval stands, and beat's resume check
+    queues the step once the broker is back. The approval step says so meanwhile."""
+    step = promotion.steps.get(kind="approval")
+    PromotionStep.objects.filter(pk=step.pk).update(
+        detail=f"{step.detail} The rollout waits for the task queue: {message} It goes on by itself once the queue "
+               "is back.")
+
+
+def promotion_decide(*, promotion: Promotion, actor, approve: bool, comment: str) -> Promotion:
     if not comment.strip():
         raise ValidationError("Say why, in a comment.")
     if promotion.requested_by_id == actor.pk:
@@ -131,7 +152,7 @@ def promotion_decide(*, promotion: Promotion, actor, approve: bool, comment: str
         audit_record(actor=actor, action=AuditEvent.Action.UPDATE, target=promotion,
                      summary=f"{'approved' if approve else 'rejected'} {promotion}: {comment}")
         if approve:
-            publish(tasks.promotion_advance, promotion.pk)
+            enqueue(ADVANCE, promotion.pk, unavailable=lambda message: _waiting_for_queue(promotion, message))
         else:
             promotion.steps.filter(status__in=PromotionStep.OPEN).update(status=Step.CANCELED)
     if not approve:
@@ -147,7 +168,9 @@ def promotion_advance(*, promotion_id: int) -> float | None:
     leased = Promotion.objects.filter(pk=promotion_id, state=State.RUNNING).filter(
         Q(lease_until__isnull=True) | Q(lease_until__lt=now)).update(lease_until=now + LEASE, updated_at=now)
     if not leased:
-        return None
+        if not Promotion.objects.filter(pk=promotion_id).exists():
+            log.warning("promotion %s to advance does not exist (deleted?); nothing to do", promotion_id)
+        return None  # finished, waiting for a person, or another worker holds it: that one goes on
     promotion = Promotion.objects.select_related("version__model", "version__training_run", "staging_endpoint",
                                                  "production_endpoint", "stress_profile").get(pk=promotion_id)
     try:
@@ -162,10 +185,25 @@ def promotion_advance(*, promotion_id: int) -> float | None:
         except (BackendError, ValidationError) as exc:
             if isinstance(exc, BackendError) and not exc.permanent:
                 return max(settings.MLOPS_DEPLOY_POLL_SECONDS * 2, exc.retry_after or 0)  # transient: again soon
-            outcome = fail(" ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc))
+            outcome = fail(in_words(exc))
+        except Exception as exc:  # a bug or an unforeseen failure: run the step again a few times, then stop
+            log.exception("step %s of %s broke", step.kind, promotion)
+            return _broke(promotion, step, f"{exc.__class__.__name__}: {in_words(exc)}")
         return _record(promotion, step, outcome)
     finally:
         Promotion.objects.filter(pk=promotion_id).update(lease_until=None)
+
+
+def _broke(promotion: Promotion, step: PromotionStep, what: str) -> float | None:
+    """Count a breakage of the step; fail the promotion once the step has used up its retries."""
+    step.refresh_from_db(fields=["retries"])
+    if step.retries >= settings.MLOPS_PROMOTION_STEP_RETRIES:
+        return _record(promotion, step, fail(
+            f"it broke {step.retries + 1} times, so the promotion stops here. Last time: {what}"[:2000]))
+    PromotionStep.objects.filter(pk=step.pk).update(
+        retries=step.retries + 1, detail=f"Broke ({what}); running it again ({step.retries + 1} of "
+                                         f"{settings.MLOPS_PROMOTION_STEP_RETRIES})."[:2000])
+    return settings.MLOPS_DEPLOY_POLL_SECONDS * 2 ** (step.retries + 1)
 
 
 def _record(promotion: Promotion, step: PromotionStep, outcome: Outcome) -> float | None:
@@ -200,13 +238,11 @@ def promotion_fail(*, promotion: Promotion, reason: str) -> None:
 
 
 def _clean_up_now_or_later(promotion: Promotion) -> None:
-    from . import tasks
-
     try:
         _clean_up(promotion, production_too=True)
     except BackendError as exc:  # the platform is busy or unreachable: a task retries until it is done
         log.warning("clean-up of %s deferred: %s", promotion, exc)
-        tasks.promotion_clean_up.apply_async(args=(promotion.pk,), countdown=exc.retry_countdown(0))
+        enqueue("deployments.tasks.promotion_clean_up", promotion.pk, countdown=exc.retry_countdown(0))
 
 
 def promotion_clean_up(*, promotion_id: int) -> None:
@@ -219,39 +255,46 @@ def _clean_up(promotion: Promotion, *, production_too: bool) -> None:
                    .values_list("name", flat=True))
         restore = {name: pct for name, pct in promotion.previous_traffic.items() if name in live}
         if sum(restore.values()) in (0, 100):
-            services.endpoint_traffic_set(endpoint=promotion.production_endpoint, traffic=restore, actor=None,
-                                          reason=f"{promotion} stopped; traffic restored")
+            serving.endpoint_traffic_set(endpoint=promotion.production_endpoint, traffic=restore, actor=None,
+                                         reason=f"{promotion} stopped; traffic restored")
     for deployment in (promotion.production_deployment if production_too else None, promotion.staging_deployment):
         if deployment is not None:
-            _remove_now(deployment)
+            _retire(deployment, f"{promotion} is done with it")
 
 
-def _remove_now(deployment: Deployment) -> None:
+def _retire(deployment: Deployment, why: str) -> None:
+    """Remove a deployment the promotion no longer needs, through the serving service (validated and audited).
+    One that serves traffic is never pulled."""
     deployment.refresh_from_db()
-    if deployment.status in (Deployment.Status.DELETED,):
+    if deployment.traffic or deployment.status in (Deployment.Status.DELETING, Deployment.Status.DELETED):
         return
-    if deployment.traffic:
-        return  # never pull a deployment that serves traffic
-    from . import tasks
-
-    Deployment.objects.filter(pk=deployment.pk).update(status=Deployment.Status.DELETING)
-    try:
-        services.deployment_remove(deployment_id=deployment.pk)
-    except BackendError as exc:  # still routed to, or the platform is busy: the task finishes it
-        tasks.deployment_remove.apply_async(args=(deployment.pk,), countdown=exc.retry_countdown(0))
+    serving.deployment_delete(deployment=deployment, actor=None, why=why)
 
 
 def promotions_resume() -> list[int]:
-    """Running promotions that nobody advanced for a while (their worker died) get advanced again."""
-    from . import tasks
-
+    """Running promotions that nobody advanced for a while (their worker died, or the queue lost the message) get
+    advanced again; a step resumed more than MLOPS_PROMOTION_STEP_RETRIES times fails the promotion instead."""
     cutoff = timezone.now() - timedelta(seconds=settings.MLOPS_PROMOTION_STALE_SECONDS)
     stale = list(Promotion.objects.filter(state=State.RUNNING, updated_at__lt=cutoff)
                  .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=timezone.now()))
-                 .values_list("pk", flat=True))
-    for promotion_id in stale:
-        tasks.promotion_advance.delay(promotion_id)
-    return stale
+                 .select_related("version__model", "production_endpoint"))
+    resumed = []
+    for promotion in stale:
+        step = promotion.steps.filter(status__in=PromotionStep.OPEN).order_by("position").first()
+        if step is None:
+            continue
+        if step.retries >= settings.MLOPS_PROMOTION_STEP_RETRIES:
+            PromotionStep.objects.filter(pk=step.pk).update(status=Step.FAILED, finished_at=timezone.now(),
+                                                            detail=f"Stalled {step.retries + 1} times.")
+            promotion_fail(promotion=promotion, reason=(
+                f"{step.label}: it stalled {step.retries + 1} times (the worker stopped, or its task was lost), "
+                "so the promotion stops here."))
+            continue
+        PromotionStep.objects.filter(pk=step.pk).update(retries=step.retries + 1)
+        Promotion.objects.filter(pk=promotion.pk).update(updated_at=timezone.now())
+        enqueue(ADVANCE, promotion.pk)
+        resumed.append(promotion.pk)
+    return resumed
 
 
 # --- the steps ----------------------------------------------------------------------------------------------------
@@ -277,16 +320,15 @@ def _wait_for_deployment(promotion: Promotion, field: str, endpoint: Endpoint, n
         if existing is not None and existing.model_version_id == promotion.version_id:
             deployment = existing  # created before a crash
         else:
-            deployment = Deployment.objects.create(
-                endpoint=endpoint, name=name, model_version=promotion.version,
-                serving_settings=endpoint.profile.serving_settings(), created_by=promotion.requested_by)
+            deployment = serving.deployment_create(endpoint=endpoint, version=promotion.version, name=name,
+                                                   actor=promotion.requested_by, start=False, why=f"for {promotion}")
         Promotion.objects.filter(pk=promotion.pk).update(**{field: deployment})
         setattr(promotion, field, deployment)
     if deployment.status == Deployment.Status.CREATING:
         if not deployment.backend_ref:
-            services.deployment_start(deployment_id=deployment.pk)
+            serving.deployment_start(deployment_id=deployment.pk)
         else:
-            services.deployment_poll(deployment_id=deployment.pk)
+            serving.deployment_poll(deployment_id=deployment.pk)
         deployment.refresh_from_db()
     if deployment.status == Deployment.Status.HEALTHY:
         return done(f"{deployment} is healthy.")
@@ -301,8 +343,8 @@ def _deploy_staging(promotion: Promotion, step: PromotionStep) -> Outcome:
 
 def _functional(promotion: Promotion, step: PromotionStep) -> Outcome:
     deployment = promotion.staging_deployment
-    run = checks.functional_run(deployment=deployment, promotion=promotion,
-                                through_endpoint_url=services.endpoint_scoring_url(promotion.staging_endpoint))
+    run = verification.functional_run(deployment=deployment, promotion=promotion,
+                                through_endpoint_url=serving.endpoint_scoring_url(promotion.staging_endpoint))
     failed = [r for r in run.results if not r["passed"]]
     if failed:
         return fail(f"{len(failed)} of {len(run.results)} cases failed: "
@@ -310,16 +352,18 @@ def _functional(promotion: Promotion, step: PromotionStep) -> Outcome:
     return done(f"All {len(run.results)} cases passed.")
 
 
-def _stress(promotion: Promotion, step: PromotionStep) -> Outcome:
-    from . import tasks
+def _queue_shards(run: StressRun, promotion: Promotion, shards) -> None:
+    url = serving.endpoint_scoring_url(promotion.staging_endpoint)
+    for shard in shards:
+        enqueue("deployments.tasks.stress_shard", run.pk, shard, url)
 
+
+def _stress(promotion: Promotion, step: PromotionStep) -> Outcome:
     run = promotion.stress_runs.order_by("-started_at").first()
     if run is None:
         run = StressRun.objects.create(deployment=promotion.staging_deployment, promotion=promotion,
                                        plan=promotion.stress_profile.plan())
-        url = services.endpoint_scoring_url(promotion.staging_endpoint)
-        for shard in range(run.plan["shards"]):
-            tasks.stress_shard.delay(run.pk, shard, url)
+        _queue_shards(run, promotion, range(run.plan["shards"]))
     if run.status == TestOutcome.RUNNING:
         done_shards = set(run.shard_results.values_list("index", flat=True))
         if len(done_shards) < run.plan["shards"]:
@@ -328,16 +372,14 @@ def _stress(promotion: Promotion, step: PromotionStep) -> Outcome:
             if run.requeued == 0 and elapsed > planned + settings.MLOPS_STRESS_REQUEUE_SECONDS:
                 # A worker died holding a shard: queue the missing ones again, once.
                 if StressRun.objects.filter(pk=run.pk, requeued=0).update(requeued=1):
-                    url = services.endpoint_scoring_url(promotion.staging_endpoint)
-                    for shard in sorted(set(range(run.plan["shards"])) - done_shards):
-                        tasks.stress_shard.delay(run.pk, shard, url)
+                    _queue_shards(run, promotion, sorted(set(range(run.plan["shards"])) - done_shards))
                 return wait("Some stress shards did not report back; queued them again.", seconds=1)
             if elapsed > 2 * planned + settings.MLOPS_STRESS_REQUEUE_SECONDS + settings.MLOPS_STRESS_GRACE_SECONDS:
                 StressRun.objects.filter(pk=run.pk).update(status=TestOutcome.FAILED, finished_at=timezone.now(),
                                                            missed=["a shard never reported back"])
                 return fail(f"Only {len(done_shards)} of {run.plan['shards']} stress shards reported back in time.")
             return wait(f"Stress test running: {len(done_shards)} of {run.plan['shards']} shards done.", seconds=1)
-        run = checks.stress_finish(run)
+        run = verification.stress_finish(run)
     s = run.summary
     figures = (f"{s['requests']} requests, {s['throughput_rps']} req/s, p50 {s['p50_ms']} ms, p95 {s['p95_ms']} ms, "
                f"p99 {s['p99_ms']} ms, errors {s['error_rate']:.2%}")
@@ -361,14 +403,14 @@ def _deploy_production(promotion: Promotion, step: PromotionStep) -> Outcome:
         # Keep one deployment to roll back to: the one serving now. An older idle one makes room for the new one.
         for idle in live:
             if idle.traffic == 0:
-                _remove_now(idle)
+                _retire(idle, f"{promotion} makes room for the new deployment")
     serving = {name for name, pct in promotion.previous_traffic.items() if pct}
     name = "green" if "blue" in serving else "blue"
     return _wait_for_deployment(promotion, "production_deployment", endpoint, name)
 
 
 def _traffic(promotion: Promotion, step: PromotionStep) -> Outcome:
-    percent = int(step.kind.split("_")[1])
+    percent = step.percent
     new = promotion.production_deployment
     others = {n: p for n, p in (promotion.previous_traffic or {}).items() if p and n != new.name}
     if not others and percent != 100:
@@ -383,12 +425,12 @@ def _traffic(promotion: Promotion, step: PromotionStep) -> Outcome:
     if drift and others:
         first_other = next(iter(others))
         traffic[first_other] += drift
-    services.endpoint_traffic_set(endpoint=promotion.production_endpoint, traffic=traffic, actor=None,
+    serving.endpoint_traffic_set(endpoint=promotion.production_endpoint, traffic=traffic, actor=None,
                                   reason=f"{promotion}: step to {percent}%")
     if not get_backend().endpoint_traffic_applied(endpoint_name=promotion.production_endpoint.name, traffic=traffic):
         return wait(f"Waiting for the platform to route {percent}% to {new.name}.")
-    run = checks.functional_run(deployment=new, promotion=promotion,
-                                through_endpoint_url=services.endpoint_scoring_url(promotion.production_endpoint),
+    run = verification.functional_run(deployment=new, promotion=promotion,
+                                through_endpoint_url=serving.endpoint_scoring_url(promotion.production_endpoint),
                                 purpose=f"Smoke check at {percent}% of traffic")
     failed = [r for r in run.results if not r["passed"]]
     if failed:
@@ -399,7 +441,7 @@ def _traffic(promotion: Promotion, step: PromotionStep) -> Outcome:
 def _finish(promotion: Promotion, step: PromotionStep) -> Outcome:
     staging = promotion.staging_deployment
     if staging is not None:
-        _remove_now(staging)
+        _retire(staging, f"{promotion} is done with it")
     with transaction.atomic():
         updated = Promotion.objects.filter(pk=promotion.pk, state=State.RUNNING).update(
             state=State.SUCCEEDED, finished_at=timezone.now())
@@ -414,33 +456,5 @@ def _finish(promotion: Promotion, step: PromotionStep) -> Outcome:
 
 HANDLERS = {
     "validate": _validate, "deploy_staging": _deploy_staging, "functional": _functional, "stress": _stress,
-    "approval": _approval, "deploy_production": _deploy_production, "finish": _finish,
+    "approval": _approval, "deploy_production": _deploy_production, "traffic": _traffic, "finish": _finish,
 }
-HANDLERS.update({f"traffic_{p}": _traffic for p in range(1, 101)})
-
-
-# --- rollback -----------------------------------------------------------------------------------------------------
-def rollback_target(live: list[Deployment]) -> tuple[Deployment, Deployment] | None:
-    """(the deployment serving most traffic now, the newest other healthy deployment: the one a rollback sends all
-    traffic to), or None when there is nothing to roll back to. `live`: an endpoint's live deployments."""
-    current = max(live, key=lambda d: d.traffic, default=None)
-    previous = [d for d in live if d is not current and d.status == Deployment.Status.HEALTHY]
-    if current is None or not current.traffic or not previous:
-        return None
-    return current, max(previous, key=lambda d: d.created_at)
-
-
-def endpoint_rollback(*, endpoint: Endpoint, actor) -> Deployment:
-    """Put all traffic back on the deployment that served before the current one."""
-    if endpoint.stage != Endpoint.Stage.PRODUCTION:
-        raise ValidationError("Rollback is for production endpoints.")
-    if Promotion.objects.filter(production_endpoint=endpoint, state__in=Promotion.ACTIVE).exists():
-        raise ValidationError("A promotion is in progress on this endpoint; wait for it to finish.")
-    live = list(endpoint.deployments.filter(status__in=Deployment.LIVE).select_related("model_version__model"))
-    pair = rollback_target(live)
-    if pair is None:
-        raise ValidationError("There is no previous deployment to roll back to.")
-    current, target = pair
-    services.endpoint_traffic_set(endpoint=endpoint, traffic={target.name: 100}, actor=actor,
-                                  reason=f"rolled back from {current.model_version} to {target.model_version}")
-    return target

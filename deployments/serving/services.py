@@ -1,14 +1,18 @@
-"""Writes for serving: endpoints, deployments, traffic, and keeping deployments alive.
+"""Writes for serving: endpoints, deployments, traffic, rollback, and keeping deployments alive.
 
 A deployment is a row whose status the workers advance (creating -> healthy | failed; deleting -> deleted) by
-conditional updates; the pages read only the rows.
+conditional updates; the pages read only the rows. These services are the only writers of a deployment's status:
+manual deploys, the promotion pipeline and the platform sync all come through them, so every transition is
+validated and audited in one place.
 """
 from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import timedelta
 
+import requests
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -18,10 +22,12 @@ from audit.models import AuditEvent
 from audit.services import audit_record
 from mlopsportal.backends import BackendError, get_backend
 from mlopsportal.backends.base import DeploymentState, ServingSpec
-from mlopsportal.lib.queue import publish
+from mlopsportal.lib.queue import enqueue
+from mlopsportal.lib.refusals import in_words
 from models_registry.models import ModelVersion
 
-from .models import Deployment, DeploymentProfile, Endpoint
+from ..models import Deployment, DeploymentProfile, Endpoint, Promotion
+from .profile_import import ProfileImportError, profile_from_yaml
 
 log = logging.getLogger(__name__)
 Status = Deployment.Status
@@ -67,10 +73,12 @@ def _spec(deployment: Deployment) -> ServingSpec:
                        stage=deployment.endpoint.stage)
 
 
-def deployment_create(*, endpoint: Endpoint, version: ModelVersion, name: str, actor) -> Deployment:
-    """Queue a new deployment of `version` on `endpoint`, with no traffic. Raises ValidationError on bad input."""
-    from . import tasks
+def deployment_create(*, endpoint: Endpoint, version: ModelVersion, name: str, actor, start: bool = True,
+                      why: str = "") -> Deployment:
+    """A new deployment of `version` on `endpoint`, with no traffic. Raises ValidationError on bad input.
 
+    With `start`, a task hands it to the platform and polls it; without, the caller drives deployment_start and
+    deployment_poll itself (the promotion pipeline does, under its own lease)."""
     deployment = Deployment(endpoint=endpoint, name=name, model_version=version,
                             serving_settings=endpoint.profile.serving_settings(), created_by=actor)
     deployment.full_clean(exclude=["backend_ref", "scoring_url"])
@@ -80,9 +88,16 @@ def deployment_create(*, endpoint: Endpoint, version: ModelVersion, name: str, a
     with transaction.atomic():
         deployment.save()
         audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=deployment,
-                     summary=f"deploying {version} as {deployment}")
-        publish(tasks.deployment_start, deployment.pk)
+                     summary=f"deploying {version} as {deployment}" + (f" ({why})" if why else ""))
+        if start:
+            enqueue("deployments.tasks.deployment_start", deployment.pk,
+                    unavailable=lambda message: _not_started(deployment.pk, message))
     return deployment
+
+
+def _not_started(deployment_id: int, message: str) -> None:
+    Deployment.objects.filter(pk=deployment_id, status=Status.CREATING, backend_ref={}).update(
+        status=Status.FAILED, error=f"Not started: {message}")
 
 
 def deployment_start(*, deployment_id: int) -> bool:
@@ -96,7 +111,7 @@ def deployment_start(*, deployment_id: int) -> bool:
         if isinstance(exc, BackendError) and not exc.permanent:
             raise
         Deployment.objects.filter(pk=deployment_id, status=Status.CREATING).update(
-            status=Status.FAILED, error=f"Could not create the deployment: {_message(exc)}")
+            status=Status.FAILED, error=f"Could not create the deployment: {in_words(exc)}")
         return False
     Deployment.objects.filter(pk=deployment_id, status=Status.CREATING).update(
         backend_ref=created.ref, scoring_url=created.scoring_url, last_checked_at=timezone.now())
@@ -183,25 +198,41 @@ def endpoint_traffic_set(*, endpoint: Endpoint, traffic: dict[str, int], actor, 
         # The portal sets the traffic now: the sync's mark about traffic changed outside no longer holds.
         drift = "" if endpoint.changed_outside.startswith("traffic") else endpoint.changed_outside
         Endpoint.objects.filter(pk=endpoint.pk).update(traffic_updated_at=timezone.now(), changed_outside=drift)
-        get_backend().endpoint_traffic_apply(endpoint_name=endpoint.name, traffic=after)
         audit_record(actor=actor, action=AuditEvent.Action.UPDATE, target=endpoint,
                      summary=(reason or "changed traffic") + ": " + ", ".join(f"{n} {p}%" for n, p in sorted(after.items())),
                      changes={"traffic": [before, after]})
+    # The platform is called after the row lock is released: a slow platform must not hold other writers.
+    try:
+        get_backend().endpoint_traffic_apply(endpoint_name=endpoint.name, traffic=after)
+    except BackendError as exc:
+        with transaction.atomic():  # the platform did not take it: the rows say what it routes, as before
+            for name, deployment in live.items():
+                Deployment.objects.filter(pk=deployment.pk, traffic=after[name]).update(traffic=before[name])
+            audit_record(actor=actor, action=AuditEvent.Action.UPDATE, target=endpoint,
+                         changes={"traffic": [after, before]},
+                         summary=f"the ML platform refused the traffic change, so it was put back: {exc}"[:500])
+        raise
     return after
 
 
-def deployment_delete(*, deployment: Deployment, actor) -> None:
-    from . import tasks
-
+def deployment_delete(*, deployment: Deployment, actor, why: str = "") -> None:
+    """Mark the deployment deleting and queue its removal from the platform. Refused while it takes traffic."""
     with transaction.atomic():
         deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
         if deployment.traffic:
             raise ValidationError(f"{deployment} still takes {deployment.traffic}% of the traffic; move it first.")
         if deployment.status in (Status.DELETING, Status.DELETED):
             return
+        was = deployment.status
         Deployment.objects.filter(pk=deployment.pk).update(status=Status.DELETING)
-        audit_record(actor=actor, action=AuditEvent.Action.DELETE, target=deployment, summary=f"deleted {deployment}")
-        publish(tasks.deployment_remove, deployment.pk)
+        audit_record(actor=actor, action=AuditEvent.Action.DELETE, target=deployment,
+                     summary=f"deleted {deployment}" + (f" ({why})" if why else ""))
+
+        def not_removed(message: str) -> None:
+            Deployment.objects.filter(pk=deployment.pk, status=Status.DELETING).update(
+                status=was, error=f"Not deleted: {message}")
+
+        enqueue("deployments.tasks.deployment_remove", deployment.pk, unavailable=not_removed)
 
 
 def deployment_remove(*, deployment_id: int) -> None:
@@ -245,7 +276,7 @@ def deployments_reconcile() -> list[int]:
             revived = backend.deployment_revive(deployment.backend_ref, _spec(deployment))
         except (BackendError, ValidationError) as exc:
             Deployment.objects.filter(pk=deployment.pk).update(
-                status=Status.UNHEALTHY, last_checked_at=now, error=f"Restart failed: {_message(exc)}")
+                status=Status.UNHEALTHY, last_checked_at=now, error=f"Restart failed: {in_words(exc)}")
             continue
         if revived is None:  # the platform heals its own deployments; show how it stands
             if deployment.status != Status.UNHEALTHY or deployment.error != state.error[:2000]:
@@ -261,10 +292,6 @@ def deployments_reconcile() -> list[int]:
         log.warning("restarted deployment %s", deployment)
         restarted.append(deployment.pk)
     return restarted
-
-
-def _message(exc: Exception) -> str:
-    return " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
 
 
 def payload_parse(text: str) -> object:
@@ -286,10 +313,6 @@ def endpoint_key_reveal(*, endpoint: Endpoint, actor) -> str:
 
 def endpoint_invoke(*, endpoint: Endpoint, payload_text: str, deployment_name: str = "") -> dict:
     """Send a JSON payload to the endpoint's scoring URL, as a client would. Bad JSON is refused before sending."""
-    import time
-
-    import requests
-
     payload_parse(payload_text)
     headers = scoring_headers(endpoint, deployment_name)
     started = time.perf_counter()
@@ -312,8 +335,6 @@ def endpoint_invoke(*, endpoint: Endpoint, payload_text: str, deployment_name: s
 def profile_import(*, name: str, text: str, actor):
     """Create a deployment profile from v1 or v2 YAML. Returns (profile, what was not imported).
     Raises ValidationError (with the line at fault for bad YAML) and saves nothing when refused."""
-    from .profile_import import ProfileImportError, profile_from_yaml
-
     try:
         result = profile_from_yaml(text)
     except ProfileImportError as exc:
@@ -326,3 +347,30 @@ def profile_import(*, name: str, text: str, actor):
                      summary=f"imported profile {name} from {result.source}",
                      changes={"fields": result.fields, "not_imported": result.not_imported})
     return profile, result
+
+
+# --- rollback -----------------------------------------------------------------------------------------------------
+def rollback_target(live: list[Deployment]) -> tuple[Deployment, Deployment] | None:
+    """(the deployment serving most traffic now, the newest other healthy deployment: the one a rollback sends all
+    traffic to), or None when there is nothing to roll back to. `live`: an endpoint's live deployments."""
+    current = max(live, key=lambda d: d.traffic, default=None)
+    previous = [d for d in live if d is not current and d.status == Status.HEALTHY]
+    if current is None or not current.traffic or not previous:
+        return None
+    return current, max(previous, key=lambda d: d.created_at)
+
+
+def endpoint_rollback(*, endpoint: Endpoint, actor) -> Deployment:
+    """Put all traffic back on the deployment that served before the current one."""
+    if endpoint.stage != Endpoint.Stage.PRODUCTION:
+        raise ValidationError("Rollback is for production endpoints.")
+    if Promotion.objects.filter(production_endpoint=endpoint, state__in=Promotion.ACTIVE).exists():
+        raise ValidationError("A promotion is in progress on this endpoint; wait for it to finish.")
+    live = list(endpoint.deployments.filter(status__in=Deployment.LIVE).select_related("model_version__model"))
+    pair = rollback_target(live)
+    if pair is None:
+        raise ValidationError("There is no previous deployment to roll back to.")
+    current, target = pair
+    endpoint_traffic_set(endpoint=endpoint, traffic={target.name: 100}, actor=actor,
+                         reason=f"rolled back from {current.model_version} to {target.model_version}")
+    return target

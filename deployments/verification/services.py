@@ -7,15 +7,14 @@ import time
 import requests
 from django.utils import timezone
 
-from . import loadtest
-from .models import Deployment, FunctionalTestCase, FunctionalTestRun, StressRun, StressShard, TestOutcome
+from ..models import Deployment, FunctionalTestCase, FunctionalTestRun, StressRun, StressShard, TestOutcome
+from ..serving.services import scoring_headers
+from . import stress
 
 BODY_KEPT = 4000  # characters of each response kept as evidence
 
 
 def _headers(deployment: Deployment) -> dict[str, str]:
-    from .services import scoring_headers
-
     return scoring_headers(deployment.endpoint, deployment.name)
 
 
@@ -43,14 +42,14 @@ def functional_run(*, deployment: Deployment, promotion=None, through_endpoint_u
     return run
 
 
-def stress_plan(run: StressRun, *, url: str, shard: int) -> loadtest.Plan:
+def stress_plan(run: StressRun, *, url: str, shard: int) -> stress.Plan:
     """This shard's part of the run: an even split of users and of the request count."""
     plan, shards = run.plan, run.plan["shards"]
     users = plan["concurrency"] // shards + (1 if shard < plan["concurrency"] % shards else 0)
     count = None
     if plan["request_count"] is not None:
         count = plan["request_count"] // shards + (1 if shard < plan["request_count"] % shards else 0)
-    return loadtest.Plan(
+    return stress.Plan(
         url=url, payloads=[json.dumps(p).encode() for p in plan["payloads"]], concurrency=max(1, users),
         duration_s=plan["duration_seconds"], request_count=count, headers=_headers(run.deployment),
         timeout_s=run.deployment.serving_settings.get("request_timeout_ms", 60_000) / 1000)
@@ -61,18 +60,18 @@ def stress_shard_run(*, run_id: int, shard: int, url: str, worker: str = "") -> 
     run = StressRun.objects.select_related("deployment__endpoint").get(pk=run_id)
     if run.status != TestOutcome.RUNNING or StressShard.objects.filter(run=run, index=shard).exists():
         return False
-    result = loadtest.run_blocking(stress_plan(run, url=url, shard=shard))
+    result = stress.run_blocking(stress_plan(run, url=url, shard=shard))
     StressShard.objects.get_or_create(run=run, index=shard, defaults={"result": result.to_json(), "worker": worker})
     return True
 
 
 def stress_finish(run: StressRun) -> StressRun:
     """Merge the shards, compare with the thresholds, and record the outcome."""
-    shards = [loadtest.Result.from_json(s.result) for s in run.shard_results.order_by("index")]
-    merged = loadtest.Result.merge(shards)
+    shards = [stress.Result.from_json(s.result) for s in run.shard_results.order_by("index")]
+    merged = stress.Result.merge(shards)
     summary = merged.summary()
     plan = run.plan
-    missed = loadtest.check_thresholds(summary, p95_ms_max=plan["p95_ms_max"], error_rate_max=plan["error_rate_max"],
+    missed = stress.check_thresholds(summary, p95_ms_max=plan["p95_ms_max"], error_rate_max=plan["error_rate_max"],
                                        min_rps=plan["min_rps"])
     StressRun.objects.filter(pk=run.pk, status=TestOutcome.RUNNING).update(
         summary=summary, series=merged.series(), latency_buckets=merged.latency_buckets(), missed=missed,

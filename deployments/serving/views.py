@@ -2,26 +2,20 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseStopPolling
 
 from audit.services import audit_events_for
 from mlopsportal.backends import BackendError, get_backend
 from mlopsportal.lib.forms import form_errors_text
 from mlopsportal.lib.queue import QueueUnavailable
+from mlopsportal.lib.refusals import in_words
 from models_registry.models import ModelVersion
 
-from . import promotions, selectors, services
-from .forms import DecisionForm, DeployToStagingForm, ProfileImportForm, PromoteForm, TrafficForm, TryItForm
-from .models import Deployment, Endpoint, Promotion
-
-
-def _errors(exc: Exception) -> str:
-    """A refusal in words: a rule broken (ValidationError) or the task queue down (QueueUnavailable)."""
-    return " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+from ..models import Deployment, Endpoint
+from . import selectors, services
+from .forms import DeployToStagingForm, ProfileImportForm, TrafficForm, TryItForm
 
 
 @require_GET
@@ -46,7 +40,7 @@ def _endpoint_context(request, endpoint, **extra):
         "events": audit_events_for(endpoint, *deployments),
         "can_edit_traffic": endpoint.stage == Endpoint.Stage.STAGING
         and request.user.has_perm("deployments.change_deployment"),
-        "rollback": promotions.rollback_target(live) if endpoint.stage == Endpoint.Stage.PRODUCTION else None,
+        "rollback": services.rollback_target(live) if endpoint.stage == Endpoint.Stage.PRODUCTION else None,
         **extra,
     }
 
@@ -79,7 +73,7 @@ def endpoint_try(request, name):
             result = services.endpoint_invoke(endpoint=endpoint, payload_text=form.cleaned_data["payload"],
                                               deployment_name=form.cleaned_data["deployment"])
         except ValidationError as exc:
-            error = _errors(exc)
+            error = in_words(exc)
     else:
         error = form_errors_text(form)
     context = {"try_form": form, "result": result, "try_error": error}
@@ -104,7 +98,7 @@ def endpoint_traffic(request, name):
         try:
             services.endpoint_traffic_set(endpoint=endpoint, traffic=form.traffic(), actor=request.user)
         except ValidationError as exc:
-            form.add_error(None, _errors(exc))
+            form.add_error(None, in_words(exc))
         except BackendError as exc:
             form.add_error(None, f"The ML platform did not take the change, so nothing changed: {exc}")
         else:
@@ -139,7 +133,7 @@ def deployment_delete(request, name, pk):
     try:
         services.deployment_delete(deployment=deployment, actor=request.user)
     except (ValidationError, QueueUnavailable) as exc:
-        messages.error(request, _errors(exc))
+        messages.error(request, in_words(exc))
     else:
         messages.success(request, f"Deleting {deployment}.")
     return redirect(deployment.endpoint)
@@ -158,76 +152,10 @@ def version_deploy(request, name, version):
         deployment = services.deployment_create(endpoint=form.cleaned_data["endpoint"], version=version,
                                                 name=form.cleaned_data["name"], actor=request.user)
     except (ValidationError, QueueUnavailable) as exc:
-        messages.error(request, _errors(exc))
+        messages.error(request, in_words(exc))
         return redirect(version)
     messages.success(request, f"Deploying {version} as {deployment}.")
     return redirect(deployment.endpoint)
-
-
-# --- promotions ---------------------------------------------------------------------------------------------------
-@require_POST
-@permission_required("deployments.add_promotion", raise_exception=True)
-def version_promote(request, name, version):
-    version = get_object_or_404(ModelVersion.objects.select_related("model"), model__name=name, version=version)
-    form = PromoteForm(request.POST, model=version.model)
-    if not form.is_valid():
-        messages.error(request, form_errors_text(form))
-        return redirect(version)
-    data = form.cleaned_data
-    try:
-        promotion = promotions.promotion_start(
-            version=version, production_endpoint=data["production_endpoint"],
-            staging_endpoint=data["staging_endpoint"], stress_profile=data["stress_profile"],
-            reason=data["reason"], actor=request.user)
-    except (ValidationError, QueueUnavailable) as exc:
-        messages.error(request, _errors(exc))
-        return redirect(version)
-    messages.success(request, f"Started {promotion}.")
-    return redirect(promotion)
-
-
-@require_GET
-@permission_required("deployments.view_promotion", raise_exception=True)
-def promotion_list(request):
-    page = Paginator(selectors.promotion_list(), 30).get_page(request.GET.get("page"))
-    return render(request, "deployments/promotion_list.html", {"page": page})
-
-
-@require_GET
-@permission_required("deployments.view_promotion", raise_exception=True)
-def promotion_detail(request, pk):
-    promotion = get_object_or_404(selectors.promotion_list(), pk=pk)
-    context = selectors.promotion_evidence(promotion=promotion)
-    context["decision_form"] = DecisionForm()
-    context["may_decide"] = (promotion.state == Promotion.State.AWAITING_APPROVAL
-                             and request.user.has_perm("deployments.approve_promotion")
-                             and request.user.pk != promotion.requested_by_id)
-    if request.htmx and request.htmx.target == "promotion-live":
-        response = render(request, "deployments/promotion_detail.html#promotion-live", context)
-        if not promotion.is_active or promotion.state == Promotion.State.AWAITING_APPROVAL:
-            response.status_code = HttpResponseStopPolling.status_code
-            response["HX-Refresh"] = "true"
-        return response
-    return render(request, "deployments/promotion_detail.html", context)
-
-
-@require_POST
-@permission_required("deployments.approve_promotion", raise_exception=True)
-def promotion_decide(request, pk):
-    promotion = get_object_or_404(Promotion, pk=pk)
-    form = DecisionForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Choose approve or reject, and say why in a comment.")
-        return redirect(promotion)
-    try:
-        promotions.promotion_decide(promotion=promotion, actor=request.user,
-                                    approve=form.cleaned_data["decision"] == "approve",
-                                    comment=form.cleaned_data["comment"])
-    except (ValidationError, QueueUnavailable) as exc:
-        messages.error(request, _errors(exc))
-        return redirect(promotion)
-    messages.success(request, f"{'Approved' if form.cleaned_data['decision'] == 'approve' else 'Rejected'} {promotion}.")
-    return redirect(promotion)
 
 
 @require_POST
@@ -235,9 +163,9 @@ def promotion_decide(request, pk):
 def endpoint_rollback(request, name):
     endpoint = get_object_or_404(Endpoint, name=name)
     try:
-        target = promotions.endpoint_rollback(endpoint=endpoint, actor=request.user)
+        target = services.endpoint_rollback(endpoint=endpoint, actor=request.user)
     except ValidationError as exc:
-        messages.error(request, _errors(exc))
+        messages.error(request, in_words(exc))
     except BackendError as exc:
         messages.error(request, f"The ML platform did not take the rollback, so nothing changed: {exc}")
     else:
@@ -255,7 +183,7 @@ def profile_import(request):
             profile, result = services.profile_import(name=form.cleaned_data["name"], text=form.cleaned_data["yaml"],
                                                       actor=request.user)
         except ValidationError as exc:
-            form.add_error(None, _errors(exc))
+            form.add_error(None, in_words(exc))
         else:
             context.update(profile=profile, result=result)
             return render(request, "deployments/profile_import.html", context)

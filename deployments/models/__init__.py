@@ -1,0 +1,24 @@
+"""The deployments app's models, by room: serving, verification, promotions (one app label, one migration history)."""
+from .promotions import Promotion, PromotionStep
+from .serving import (
+    DEPLOYMENT_NAME_VALIDATOR,
+    ENDPOINT_NAME_VALIDATOR,
+    Deployment,
+    DeploymentProfile,
+    Endpoint,
+    new_endpoint_key,
+)
+from .verification import (
+    FunctionalTestCase,
+    FunctionalTestRun,
+    StressProfile,
+    StressRun,
+    StressShard,
+    TestOutcome,
+)
+
+__all__ = [
+    "DEPLOYMENT_NAME_VALIDATOR", "ENDPOINT_NAME_VALIDATOR", "Deployment", "DeploymentProfile", "Endpoint",
+    "FunctionalTestCase", "FunctionalTestRun", "Promotion", "PromotionStep", "StressProfile", "StressRun",
+    "StressShard", "TestOutcome", "new_endpoint_key",
+]

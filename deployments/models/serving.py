@@ -1,0 +1,173 @@
+"""Serving: deployment profiles, endpoints and the deployments behind them."""
+import secrets
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.urls import reverse
+
+ENDPOINT_NAME_VALIDATOR = RegexValidator(
+    r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$",
+    "Use 3–32 lowercase letters, digits or '-', starting with a letter and not ending with '-' (Azure's rule).",
+)
+DEPLOYMENT_NAME_VALIDATOR = RegexValidator(
+    r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$", "Use 3–32 lowercase letters, digits or '-', starting with a letter.")
+
+
+def new_endpoint_key() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class DeploymentProfile(models.Model):
+    """How a deployment runs: the settings of Azure ML's online deployment (and of the seed's AKS config)."""
+
+    name = models.CharField(max_length=63, unique=True)
+    description = models.TextField(blank=True)
+    instance_count = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Replicas when autoscale is off.")
+    autoscale_enabled = models.BooleanField(default=False)
+    min_instances = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(100)])
+    max_instances = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(100)])
+    target_utilization = models.PositiveSmallIntegerField(
+        default=70, validators=[MinValueValidator(1), MaxValueValidator(100)], help_text="Percent CPU to scale at.")
+    cpu_request = models.DecimalField(max_digits=5, decimal_places=2, default=0.5,
+                                      validators=[MinValueValidator(0.01), MaxValueValidator(64)], help_text="Cores.")
+    memory_request_gb = models.DecimalField(max_digits=6, decimal_places=2, default=1,
+                                            validators=[MinValueValidator(0.1), MaxValueValidator(512)])
+    request_timeout_ms = models.PositiveIntegerField(
+        default=60_000, validators=[MinValueValidator(100), MaxValueValidator(300_000)],
+        help_text="Scoring timeout per request, 100 ms to 300,000 ms.")
+    max_concurrent_requests_per_instance = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(1000)])
+    auth_enabled = models.BooleanField(default=True, help_text="Callers must send the endpoint's key.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors = {}
+        if self.autoscale_enabled:
+            if self.min_instances > self.max_instances:
+                errors["min_instances"] = "The minimum cannot be above the maximum."
+            elif not self.min_instances <= self.instance_count <= self.max_instances:
+                errors["instance_count"] = (f"With autoscale, the starting count must be between the minimum "
+                                            f"({self.min_instances}) and the maximum ({self.max_instances}).")
+        if errors:
+            raise ValidationError(errors)
+
+    def serving_settings(self) -> dict:
+        """The settings a backend receives: plain values, kept on each deployment as deployed."""
+        return {
+            "instance_count": self.instance_count, "autoscale_enabled": self.autoscale_enabled,
+            "min_instances": self.min_instances, "max_instances": self.max_instances,
+            "target_utilization": self.target_utilization, "cpu_request": float(self.cpu_request),
+            "memory_request_gb": float(self.memory_request_gb), "request_timeout_ms": self.request_timeout_ms,
+            "max_concurrent_requests_per_instance": self.max_concurrent_requests_per_instance,
+            "auth_enabled": self.auth_enabled,
+        }
+
+
+class Endpoint(models.Model):
+    class Stage(models.TextChoices):
+        STAGING = "staging", "Staging"
+        PRODUCTION = "production", "Production"
+
+    name = models.CharField(max_length=32, unique=True, validators=[ENDPOINT_NAME_VALIDATOR])
+    stage = models.CharField(max_length=12, choices=Stage.choices)
+    description = models.TextField(blank=True)
+    auth_enabled = models.BooleanField(default=True)
+    key = models.CharField(max_length=100, default=new_endpoint_key, editable=False)
+    platform_scoring_url = models.URLField(
+        max_length=500, blank=True, editable=False,
+        help_text="Set when the ML platform serves the endpoint (Azure ML); empty when the portal's router does.")
+    profile = models.ForeignKey(DeploymentProfile, on_delete=models.PROTECT, related_name="endpoints",
+                                help_text="Deployments on this endpoint run with this profile.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    traffic_updated_at = models.DateTimeField(auto_now_add=True)
+    changed_outside = models.CharField(
+        max_length=300, blank=True, help_text="What the sync found changed in the ML platform outside the portal.")
+    # Promotion policy, for production endpoints.
+    approval_required = models.BooleanField(
+        default=True, help_text="A manager or admin other than the requester must approve each promotion.")
+    traffic_steps = models.CharField(
+        max_length=100, default="10,50,100", validators=[RegexValidator(r"^\d{1,3}(,\d{1,3})*$", "Use e.g. 10,50,100.")],
+        help_text="Percentages of traffic the new deployment takes in turn, each checked before the next; ends at 100.")
+
+    class Meta:
+        ordering = ["stage", "name"]
+        permissions = [("reveal_endpoint_key", "Can reveal an endpoint's key")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("deployments:endpoint_detail", args=[self.name])
+
+    def clean(self) -> None:
+        try:
+            steps = self.traffic_step_list()
+        except ValueError:
+            return  # the field's own validator reports it
+        if not steps or steps[-1] != 100 or steps != sorted(set(steps)) or steps[0] < 1:
+            raise ValidationError({"traffic_steps": "Steps must rise strictly, from at least 1 up to 100."})
+
+    def traffic_step_list(self) -> list[int]:
+        return [int(part) for part in self.traffic_steps.split(",") if part.strip()]
+
+    @property
+    def masked_key(self) -> str:
+        return "•" * 16  # nothing of the key: the platform's keys are real credentials
+
+
+class Deployment(models.Model):
+    class Status(models.TextChoices):
+        CREATING = "creating", "Creating"
+        HEALTHY = "healthy", "Healthy"
+        UNHEALTHY = "unhealthy", "Unhealthy"
+        FAILED = "failed", "Failed"
+        DELETING = "deleting", "Deleting"
+        DELETED = "deleted", "Deleted"
+
+    LIVE = (Status.CREATING, Status.HEALTHY, Status.UNHEALTHY)
+
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="deployments")
+    name = models.CharField(max_length=32, validators=[DEPLOYMENT_NAME_VALIDATOR])
+    model_version = models.ForeignKey("models_registry.ModelVersion", on_delete=models.PROTECT,
+                                      related_name="deployments")
+    serving_settings = models.JSONField(default=dict, help_text="The profile's settings as deployed.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.CREATING, db_index=True)
+    traffic = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)],
+                                               help_text="Percent of the endpoint's requests.")
+    backend_ref = models.JSONField(default=dict, blank=True, help_text="What the backend needs to find it again.")
+    scoring_url = models.CharField(max_length=500, blank=True, help_text="The deployment's own URL (no routing).")
+    error = models.TextField(blank=True)
+    restarts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    healthy_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    changed_outside = models.CharField(
+        max_length=300, blank=True, help_text="What the sync found changed in the ML platform outside the portal.")
+
+    class Meta:
+        ordering = ["endpoint", "-created_at"]
+        constraints = [
+            # A name is reused only after the deployment that had it is gone.
+            models.UniqueConstraint(fields=["endpoint", "name"], name="unique_live_deployment_name",
+                                    condition=~models.Q(status="deleted")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint.name}/{self.name}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in self.LIVE

@@ -1,0 +1,27 @@
+"""Forms of the promotion pages: asking for a promotion, deciding on one."""
+from django import forms
+
+from ..models import Endpoint, StressProfile
+
+
+class PromoteForm(forms.Form):
+    production_endpoint = forms.ModelChoiceField(queryset=Endpoint.objects.filter(stage=Endpoint.Stage.PRODUCTION))
+    staging_endpoint = forms.ModelChoiceField(queryset=Endpoint.objects.filter(stage=Endpoint.Stage.STAGING),
+                                              help_text="Where it is tested first.")
+    stress_profile = forms.ModelChoiceField(queryset=StressProfile.objects.none())
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000,
+                             help_text="Why this version should serve production; approvers read it.")
+
+    def __init__(self, *args, model, **kwargs):
+        super().__init__(*args, **kwargs)
+        profiles = StressProfile.objects.filter(model=model)
+        self.fields["stress_profile"].queryset = profiles
+        for name in ("production_endpoint", "staging_endpoint", "stress_profile"):
+            choices = self.fields[name].queryset
+            if choices.count() == 1:
+                self.fields[name].initial = choices.first().pk
+
+
+class DecisionForm(forms.Form):
+    decision = forms.ChoiceField(choices=[("approve", "Approve"), ("reject", "Reject")])
+    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)

@@ -1,0 +1,82 @@
+"""Promotion pages: asking for one, the list, a promotion's live progress and evidence, deciding on it."""
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from mlopsportal.lib.forms import form_errors_text
+from mlopsportal.lib.queue import QueueUnavailable
+from mlopsportal.lib.refusals import in_words
+from models_registry.models import ModelVersion
+
+from ..models import Promotion
+from . import selectors, services
+from .forms import DecisionForm, PromoteForm
+
+
+@require_POST
+@permission_required("deployments.add_promotion", raise_exception=True)
+def version_promote(request, name, version):
+    version = get_object_or_404(ModelVersion.objects.select_related("model"), model__name=name, version=version)
+    form = PromoteForm(request.POST, model=version.model)
+    if not form.is_valid():
+        messages.error(request, form_errors_text(form))
+        return redirect(version)
+    data = form.cleaned_data
+    try:
+        promotion = services.promotion_start(
+            version=version, production_endpoint=data["production_endpoint"],
+            staging_endpoint=data["staging_endpoint"], stress_profile=data["stress_profile"],
+            reason=data["reason"], actor=request.user)
+    except (ValidationError, QueueUnavailable) as exc:
+        messages.error(request, in_words(exc))
+        return redirect(version)
+    messages.success(request, f"Started {promotion}.")
+    return redirect(promotion)
+
+
+@require_GET
+@permission_required("deployments.view_promotion", raise_exception=True)
+def promotion_list(request):
+    page = Paginator(selectors.promotion_list(), 30).get_page(request.GET.get("page"))
+    return render(request, "deployments/promotion_list.html", {"page": page})
+
+
+@require_GET
+@permission_required("deployments.view_promotion", raise_exception=True)
+def promotion_detail(request, pk):
+    promotion = get_object_or_404(selectors.promotion_list(), pk=pk)
+    context = selectors.promotion_evidence(promotion=promotion)
+    context["decision_form"] = DecisionForm()
+    context["may_decide"] = (promotion.state == Promotion.State.AWAITING_APPROVAL
+                             and request.user.has_perm("deployments.approve_promotion")
+                             and request.user.pk != promotion.requested_by_id)
+    if request.htmx and request.htmx.target == "promotion-live":
+        response = render(request, "deployments/promotion_detail.html#promotion-live", context)
+        if not promotion.is_active or promotion.state == Promotion.State.AWAITING_APPROVAL:
+            response.status_code = HttpResponseStopPolling.status_code
+            response["HX-Refresh"] = "true"
+        return response
+    return render(request, "deployments/promotion_detail.html", context)
+
+
+@require_POST
+@permission_required("deployments.approve_promotion", raise_exception=True)
+def promotion_decide(request, pk):
+    promotion = get_object_or_404(Promotion, pk=pk)
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose approve or reject, and say why in a comment.")
+        return redirect(promotion)
+    try:
+        services.promotion_decide(promotion=promotion, actor=request.user,
+                                    approve=form.cleaned_data["decision"] == "approve",
+                                    comment=form.cleaned_data["comment"])
+    except (ValidationError, QueueUnavailable) as exc:
+        messages.error(request, in_words(exc))
+        return redirect(promotion)
+    messages.success(request, f"{'Approved' if form.cleaned_data['decision'] == 'approve' else 'Rejected'} {promotion}.")
+    return redirect(promotion)

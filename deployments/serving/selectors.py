@@ -1,0 +1,15 @@
+"""Reads for the serving pages."""
+from django.db.models import Prefetch, QuerySet
+
+from ..models import Deployment, Endpoint
+
+
+def endpoint_list() -> QuerySet[Endpoint]:
+    serving = Deployment.objects.filter(status__in=Deployment.LIVE).select_related("model_version__model")
+    return Endpoint.objects.select_related("profile").prefetch_related(
+        Prefetch("deployments", queryset=serving, to_attr="live_deployments"))
+
+
+def endpoint_deployments(*, endpoint: Endpoint) -> QuerySet[Deployment]:
+    return (endpoint.deployments.select_related("model_version__model", "created_by")
+            .order_by("-created_at"))
