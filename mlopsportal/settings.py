@@ -89,6 +89,7 @@ TEMPLATES = [
                 "accounts.context_processors.roles",
             ],
             "builtins": ["template_partials.templatetags.partials"],
+            "libraries": {"charts": "mlopsportal.lib.charts"},  # {% chart %}: the one chart component
         },
     },
 ]

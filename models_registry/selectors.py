@@ -5,6 +5,7 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
 from audit.models import AuditEvent
+from mlopsportal.lib.charts import Chart, Series
 
 from .models import ModelVersion, RegisteredModel, TrainingRun
 
@@ -19,6 +20,14 @@ def registered_model_list(*, search: str = "") -> QuerySet[RegisteredModel]:
 def model_version_list(*, model: RegisteredModel) -> QuerySet[ModelVersion]:
     return (model.versions.select_related("created_by", "training_run")
             .defer("artifact_files", "training_run__log").order_by("-version"))
+
+
+def model_metric_chart(*, model: RegisteredModel) -> Chart:
+    """The model's key metric across its versions, as a chart to draw."""
+    points = model_metric_series(model=model, metric=model.key_metric)
+    return Chart(title=f"{model.key_metric} across versions of {model.name}", x_label="version",
+                 y_label=model.key_metric, series=[Series(model.key_metric, points)], x_format="v{:g}",
+                 y_format="{:.4f}", y_from_zero=False, x_ticks_at_points=True, markers=True)
 
 
 def model_metric_series(*, model: RegisteredModel, metric: str) -> list[tuple[int, float]]:

@@ -16,7 +16,6 @@ from deployments.models import FunctionalTestRun, StressRun
 from deployments.promotions.forms import PromoteForm
 from deployments.serving.forms import DeployToStagingForm
 from mlopsportal.backends import BackendError, get_backend
-from mlopsportal.lib.charts import line_chart
 from mlopsportal.lib.forms import form_errors_text
 from mlopsportal.lib.queue import QueueUnavailable
 
@@ -50,10 +49,7 @@ def model_list(request):
 def model_detail(request, name):
     model = get_object_or_404(RegisteredModel, name=name)
     page = _page(request, selectors.model_version_list(model=model), VERSIONS_PER_PAGE)
-    series = selectors.model_metric_series(model=model, metric=model.key_metric)
-    chart = line_chart(series, title=f"{model.key_metric} across versions of {model.name}", x_label="version",
-                       y_label=model.key_metric)
-    context = {"model": model, "page": page, "chart": chart, "series": series,
+    context = {"model": model, "page": page, "chart": selectors.model_metric_chart(model=model),
                "events": selectors.model_history(model=model)}
     if request.htmx and request.htmx.target == "version-table":
         return render(request, "models_registry/model_detail.html#version-table", context)

@@ -49,14 +49,15 @@ def promotion_list(request):
 @permission_required("deployments.view_promotion", raise_exception=True)
 def promotion_detail(request, pk):
     promotion = get_object_or_404(selectors.promotion_list(), pk=pk)
-    context = selectors.promotion_evidence(promotion=promotion)
+    live = request.htmx and request.htmx.target == "promotion-live"
+    context = (selectors.promotion_progress if live else selectors.promotion_evidence)(promotion=promotion)
     context["decision_form"] = DecisionForm()
     context["may_decide"] = (promotion.state == Promotion.State.AWAITING_APPROVAL
                              and request.user.has_perm("deployments.approve_promotion")
                              and request.user.pk != promotion.requested_by_id)
-    if request.htmx and request.htmx.target == "promotion-live":
+    if live:
         response = render(request, "deployments/promotion_detail.html#promotion-live", context)
-        if not promotion.is_active or promotion.state == Promotion.State.AWAITING_APPROVAL:
+        if promotion.state != Promotion.State.RUNNING:  # done, or waiting for a person: the whole page once more
             response.status_code = HttpResponseStopPolling.status_code
             response["HX-Refresh"] = "true"
         return response

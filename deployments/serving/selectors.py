@@ -10,6 +10,11 @@ def endpoint_list() -> QuerySet[Endpoint]:
         Prefetch("deployments", queryset=serving, to_attr="live_deployments"))
 
 
+def endpoint_deployments_busy(deployments) -> bool:
+    """Whether any of these deployments is still being created or deleted (its row is about to change)."""
+    return any(d.status in (Deployment.Status.CREATING, Deployment.Status.DELETING) for d in deployments)
+
+
 def endpoint_deployments(*, endpoint: Endpoint) -> QuerySet[Deployment]:
     return (endpoint.deployments.select_related("model_version__model", "created_by")
             .order_by("-created_at"))

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseStopPolling
 
 from audit.services import audit_events_for
 from mlopsportal.backends import BackendError, get_backend
@@ -33,6 +34,7 @@ def _endpoint_context(request, endpoint, **extra):
     return {
         "endpoint": endpoint,
         "deployments": deployments,
+        "busy": selectors.endpoint_deployments_busy(deployments),
         "scoring_url": services.endpoint_scoring_url(endpoint),
         "traffic_form": extra.pop("traffic_form", None) or TrafficForm(deployments=live),
         "try_form": extra.pop("try_form", None) or TryItForm(endpoint=endpoint),
@@ -49,6 +51,15 @@ def _endpoint_context(request, endpoint, **extra):
 @permission_required("deployments.view_endpoint", raise_exception=True)
 def endpoint_detail(request, name):
     endpoint = get_object_or_404(Endpoint.objects.select_related("profile"), name=name)
+    if request.htmx and request.htmx.target == "deployments-table":
+        deployments = list(selectors.endpoint_deployments(endpoint=endpoint))
+        busy = selectors.endpoint_deployments_busy(deployments)
+        response = render(request, "deployments/endpoint_detail.html#deployments-table",
+                          {"endpoint": endpoint, "deployments": deployments, "busy": busy})
+        if not busy:  # settled: stop polling, and show the whole page once more (traffic form, rollback)
+            response.status_code = HttpResponseStopPolling.status_code
+            response["HX-Refresh"] = "true"
+        return response
     return render(request, "deployments/endpoint_detail.html", _endpoint_context(request, endpoint))
 
 

@@ -1,156 +1,167 @@
-"""Small server-rendered SVG charts: no JavaScript, readable without a chart library, printable."""
-from dataclasses import dataclass
+"""Small server-rendered SVG charts: no JavaScript, readable without a chart library, printable.
+
+One component renders every chart. A selector describes a chart as data (a `Chart`: lines or bars, titles, number
+formats); templates draw it with `{% load charts %}{% chart some_chart %}`. Nothing else builds SVG.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
 from html import escape
 
+from django import template
+from django.utils.safestring import SafeString, mark_safe
 
-@dataclass(frozen=True)
-class LineChart:
-    svg: str
-    points: int
+register = template.Library()
 
-
-def _nice_bounds(low: float, high: float) -> tuple[float, float]:
-    if low == high:
-        pad = abs(low) * 0.05 or 1.0
-        return low - pad, high + pad
-    pad = (high - low) * 0.1
-    return low - pad, high + pad
-
-
-def line_chart(points: list[tuple[float, float]], *, title: str, x_label: str, y_label: str,
-               width: int = 720, height: int = 260, x_format: str = "v{:g}", y_format: str = "{:.4f}",
-               highlight_last: bool = True) -> LineChart:
-    """An SVG line chart of (x, y) points with axes, gridlines and a tooltip (<title>) on every point."""
-    left, right, top, bottom = 70, 20, 30, 45
-    plot_w, plot_h = width - left - right, height - top - bottom
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="chart" role="img" '
-             f'aria-label="{escape(title)}">', f'<title>{escape(title)}</title>']
-    if not points:
-        parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="chart-empty">'
-                     'No data yet</text></svg>')
-        return LineChart("".join(parts), 0)
-    xs = [p[0] for p in points]
-    ys = [p[1] for p in points]
-    x0, x1 = (min(xs), max(xs)) if min(xs) != max(xs) else (min(xs) - 1, max(xs) + 1)
-    y0, y1 = _nice_bounds(min(ys), max(ys))
-
-    def sx(x):
-        return left + (x - x0) / (x1 - x0) * plot_w
-
-    def sy(y):
-        return top + plot_h - (y - y0) / (y1 - y0) * plot_h
-
-    for i in range(5):  # horizontal gridlines with labels
-        value = y0 + (y1 - y0) * i / 4
-        y = sy(value)
-        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" class="chart-grid"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="chart-tick">'
-                     f'{escape(y_format.format(value))}</text>')
-    step = max(1, len(points) // 10)
-    for x, _ in points[::step]:
-        parts.append(f'<text x="{sx(x):.1f}" y="{top + plot_h + 18}" text-anchor="middle" class="chart-tick">'
-                     f'{escape(x_format.format(x))}</text>')
-    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle" class="chart-label">'
-                 f'{escape(x_label)}</text>')
-    parts.append(f'<text x="14" y="{top + plot_h / 2}" text-anchor="middle" class="chart-label" '
-                 f'transform="rotate(-90 14 {top + plot_h / 2})">{escape(y_label)}</text>')
-    path = " ".join(f"{'M' if i == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for i, (x, y) in enumerate(points))
-    parts.append(f'<path d="{path}" class="chart-line"/>')
-    radius = 4 if len(points) <= 60 else 2
-    for i, (x, y) in enumerate(points):
-        cls = "chart-point last" if highlight_last and i == len(points) - 1 else "chart-point"
-        parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{radius}" class="{cls}">'
-                     f'<title>{escape(x_format.format(x))}: {escape(y_format.format(y))}</title></circle>')
-    parts.append("</svg>")
-    return LineChart("".join(parts), len(points))
+MARGIN = {"left": 64, "right": 20, "top": 30, "bottom": 48}
 
 
 @dataclass(frozen=True)
 class Series:
     name: str
-    points: list[tuple[float, float | None]]
+    points: list[tuple[float, float | None]]  # a None value leaves a gap in the line
     css: str = ""
 
 
-def multi_line_chart(series: list[Series], *, title: str, x_label: str, y_label: str, width: int = 720,
-                     height: int = 260, x_format: str = "{:g}", y_format: str = "{:.1f}") -> str:
-    """Several lines on shared axes, with a legend; points with a None value leave a gap."""
-    left, right, top, bottom = 60, 20, 30, 45
-    plot_w, plot_h = width - left - right, height - top - bottom
-    values = [(x, y) for s in series for x, y in s.points if y is not None]
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="chart" role="img" '
-             f'aria-label="{escape(title)}"><title>{escape(title)}</title>']
-    if not values:
-        parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="chart-empty">No data</text>')
-        return "".join(parts) + "</svg>"
+@dataclass(frozen=True)
+class Chart:
+    """What to draw. `series` for lines on shared axes; `bars` (label, value) for a bar chart or histogram."""
+    title: str
+    x_label: str
+    y_label: str
+    series: list[Series] = field(default_factory=list)
+    bars: list[tuple[str, float]] = field(default_factory=list)
+    x_format: str = "{:g}"
+    y_format: str = "{:.1f}"
+    y_from_zero: bool = True  # False: the y axis spans the values (a metric that moves in its third decimal)
+    x_ticks_at_points: bool = False  # a tick under every point (versions), instead of five even steps
+    markers: bool = False  # a dot with a tooltip on every point, the last one highlighted
+    width: int = 720
+    height: int = 260
+
+    @property
+    def values(self) -> list[tuple[float, float]]:
+        return [(x, y) for s in self.series for x, y in s.points if y is not None]
+
+    @property
+    def empty(self) -> bool:
+        return not self.bars and not self.values
+
+
+class _Frame:
+    """The plot area of a chart and the mapping of values onto it."""
+
+    def __init__(self, chart: Chart, x_range: tuple[float, float], y_range: tuple[float, float]):
+        self.chart = chart
+        self.left, self.top = MARGIN["left"], MARGIN["top"]
+        self.w = chart.width - MARGIN["left"] - MARGIN["right"]
+        self.h = chart.height - MARGIN["top"] - MARGIN["bottom"]
+        (self.x0, self.x1), (self.y0, self.y1) = x_range, y_range
+
+    def x(self, value: float) -> float:
+        return self.left + (value - self.x0) / (self.x1 - self.x0) * self.w
+
+    def y(self, value: float) -> float:
+        return self.top + self.h - (value - self.y0) / (self.y1 - self.y0) * self.h
+
+    def grid(self, y_format: str) -> list[str]:
+        parts = []
+        for i in range(5):
+            value = self.y0 + (self.y1 - self.y0) * i / 4
+            y = self.y(value)
+            parts.append(f'<line x1="{self.left}" x2="{self.left + self.w}" y1="{y:.1f}" y2="{y:.1f}" '
+                         f'class="chart-grid"/><text x="{self.left - 6}" y="{y + 4:.1f}" text-anchor="end" '
+                         f'class="chart-tick">{escape(y_format.format(value))}</text>')
+        return parts
+
+    def x_tick(self, x: float, label: str) -> str:
+        return (f'<text x="{x:.1f}" y="{self.top + self.h + 18}" text-anchor="middle" class="chart-tick">'
+                f'{escape(label)}</text>')
+
+    def axis_labels(self) -> str:
+        chart, middle = self.chart, self.top + self.h / 2
+        return (f'<text x="{self.left + self.w / 2}" y="{chart.height - 6}" text-anchor="middle" class="chart-label">'
+                f'{escape(chart.x_label)}</text><text x="14" y="{middle}" text-anchor="middle" class="chart-label" '
+                f'transform="rotate(-90 14 {middle})">{escape(chart.y_label)}</text>')
+
+
+def _span(low: float, high: float, *, pad: bool) -> tuple[float, float]:
+    if low == high:
+        margin = abs(low) * 0.05 or 1.0
+        return low - margin, high + margin
+    margin = (high - low) * 0.1 if pad else 0.0
+    return low - margin, high + margin
+
+
+def _lines(chart: Chart) -> list[str]:
+    values = chart.values
     xs = [x for x, _ in values]
-    x0, x1 = (min(xs), max(xs)) if min(xs) != max(xs) else (min(xs) - 1, max(xs) + 1)
-    y0, y1 = 0.0, max(y for _, y in values) * 1.1 or 1.0
-
-    def sx(x):
-        return left + (x - x0) / (x1 - x0) * plot_w
-
-    def sy(y):
-        return top + plot_h - (y - y0) / (y1 - y0) * plot_h
-
-    for i in range(5):
-        value = y0 + (y1 - y0) * i / 4
-        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{sy(value):.1f}" y2="{sy(value):.1f}" '
-                     f'class="chart-grid"/><text x="{left - 6}" y="{sy(value) + 4:.1f}" text-anchor="end" '
-                     f'class="chart-tick">{escape(y_format.format(value))}</text>')
-    for i in range(6):
-        x = x0 + (x1 - x0) * i / 5
-        parts.append(f'<text x="{sx(x):.1f}" y="{top + plot_h + 18}" text-anchor="middle" class="chart-tick">'
-                     f'{escape(x_format.format(round(x, 1)))}</text>')
-    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle" class="chart-label">'
-                 f'{escape(x_label)}</text><text x="14" y="{top + plot_h / 2}" text-anchor="middle" '
-                 f'class="chart-label" transform="rotate(-90 14 {top + plot_h / 2})">{escape(y_label)}</text>')
-    for index, s in enumerate(series):
-        segments, current = [], []
-        for x, y in s.points:
-            if y is None:
-                if current:
-                    segments.append(current)
-                current = []
-            else:
-                current.append(f"{sx(x):.1f},{sy(y):.1f}")
-        if current:
-            segments.append(current)
-        css = s.css or f"series-{index}"
-        for segment in segments:
-            parts.append(f'<polyline points="{" ".join(segment)}" class="chart-line {css}"/>')
-        parts.append(f'<rect x="{left + 10 + index * 90}" y="8" width="12" height="4" class="legend {css}"/>'
-                     f'<text x="{left + 26 + index * 90}" y="14" class="chart-tick">{escape(s.name)}</text>')
-    return "".join(parts) + "</svg>"
+    ys = [y for _, y in values]
+    x_range = (min(xs), max(xs)) if min(xs) != max(xs) else (min(xs) - 1, max(xs) + 1)
+    y_range = (0.0, max(ys) * 1.1 or 1.0) if chart.y_from_zero else _span(min(ys), max(ys), pad=True)
+    frame = _Frame(chart, x_range, y_range)
+    parts = frame.grid(chart.y_format)
+    if chart.x_ticks_at_points:
+        points = sorted({x for x, _ in values})
+        ticks = points[::max(1, len(points) // 10)]
+    else:
+        ticks = [round(x_range[0] + (x_range[1] - x_range[0]) * i / 5, 1) for i in range(6)]
+    parts += [frame.x_tick(frame.x(x), chart.x_format.format(x)) for x in ticks]
+    parts.append(frame.axis_labels())
+    legend = len(chart.series) > 1
+    radius = 4 if len(values) <= 60 else 2
+    for index, series in enumerate(chart.series):
+        css = series.css or f"series-{index}"
+        segment: list[str] = []
+        for x, y in [*series.points, (0, None)]:  # the sentinel closes the last segment
+            if y is not None:
+                segment.append(f"{frame.x(x):.1f},{frame.y(y):.1f}")
+            elif segment:
+                parts.append(f'<polyline points="{" ".join(segment)}" class="chart-line {css}"/>')
+                segment = []
+        if chart.markers:
+            drawn = [(x, y) for x, y in series.points if y is not None]
+            for i, (x, y) in enumerate(drawn):
+                last = " last" if i == len(drawn) - 1 else ""
+                parts.append(f'<circle cx="{frame.x(x):.1f}" cy="{frame.y(y):.1f}" r="{radius}" '
+                             f'class="chart-point{last}"><title>{escape(chart.x_format.format(x))}: '
+                             f'{escape(chart.y_format.format(y))}</title></circle>')
+        if legend:
+            parts.append(f'<rect x="{frame.left + 10 + index * 90}" y="8" width="12" height="4" class="legend {css}"/>'
+                         f'<text x="{frame.left + 26 + index * 90}" y="14" class="chart-tick">'
+                         f'{escape(series.name)}</text>')
+    return parts
 
 
-def bar_chart(bars: list[tuple[str, float]], *, title: str, x_label: str, y_label: str, width: int = 720,
-              height: int = 240) -> str:
-    """Vertical bars with a label under each (a histogram when the labels are bucket edges)."""
-    left, right, top, bottom = 60, 20, 20, 55
-    plot_w, plot_h = width - left - right, height - top - bottom
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="chart" role="img" '
-             f'aria-label="{escape(title)}"><title>{escape(title)}</title>']
-    if not bars:
-        parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="chart-empty">No data</text>')
-        return "".join(parts) + "</svg>"
-    top_value = max(v for _, v in bars) or 1
-    slot = plot_w / len(bars)
-    for i in range(5):
-        value = top_value * i / 4
-        y = top + plot_h - value / top_value * plot_h
-        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" class="chart-grid"/>'
-                     f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="chart-tick">{value:,.0f}</text>')
-    label_every = max(1, len(bars) // 8)
-    for i, (label, value) in enumerate(bars):
-        h = value / top_value * plot_h
-        x = left + i * slot
-        parts.append(f'<rect x="{x + 1:.1f}" y="{top + plot_h - h:.1f}" width="{max(1.0, slot - 2):.1f}" '
-                     f'height="{h:.1f}" class="chart-bar"><title>≤ {escape(label)}: {value:,.0f}</title></rect>')
+def _bars(chart: Chart) -> list[str]:
+    top_value = max(v for _, v in chart.bars) or 1
+    frame = _Frame(chart, (0, len(chart.bars)), (0, top_value))
+    parts = frame.grid("{:,.0f}")
+    slot = frame.w / len(chart.bars)
+    label_every = max(1, len(chart.bars) // 8)
+    for i, (label, value) in enumerate(chart.bars):
+        height = value / top_value * frame.h
+        x = frame.x(i)
+        parts.append(f'<rect x="{x + 1:.1f}" y="{frame.top + frame.h - height:.1f}" width="{max(1.0, slot - 2):.1f}" '
+                     f'height="{height:.1f}" class="chart-bar"><title>≤ {escape(label)}: {value:,.0f}</title></rect>')
         if i % label_every == 0:
-            parts.append(f'<text x="{x + slot / 2:.1f}" y="{top + plot_h + 16}" text-anchor="middle" '
-                         f'class="chart-tick">{escape(label)}</text>')
-    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle" class="chart-label">'
-                 f'{escape(x_label)}</text><text x="14" y="{top + plot_h / 2}" text-anchor="middle" '
-                 f'class="chart-label" transform="rotate(-90 14 {top + plot_h / 2})">{escape(y_label)}</text>')
-    return "".join(parts) + "</svg>"
+            parts.append(frame.x_tick(x + slot / 2, label))
+    parts.append(frame.axis_labels())
+    return parts
+
+
+def render(chart: Chart) -> SafeString:
+    """The chart as an SVG element; every text in it escaped."""
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {chart.width} {chart.height}" class="chart" '
+             f'role="img" aria-label="{escape(chart.title)}"><title>{escape(chart.title)}</title>']
+    if chart.empty:
+        parts.append(f'<text x="{chart.width / 2}" y="{chart.height / 2}" text-anchor="middle" class="chart-empty">'
+                     'No data yet</text>')
+    else:
+        parts += _bars(chart) if chart.bars else _lines(chart)
+    return mark_safe("".join(parts) + "</svg>")  # noqa: S308 (built above from escaped parts)
+
+
+@register.simple_tag(name="chart")
+def chart_tag(chart: Chart) -> SafeString:
+    return render(chart)

@@ -150,3 +150,19 @@ def test_endpoint_name_follows_azure_rules(engineer):
         with pytest.raises(ValidationError):
             services.endpoint_create(name=name, stage="staging", profile=profile, actor=engineer)
     assert not Endpoint.objects.exists()
+
+
+def test_deployments_table_polls_while_one_is_busy_and_stops_when_settled(engineer_client, endpoints):
+    staging, prod = endpoints
+    green = Deployment.objects.create(endpoint=prod, name="green", model_version=prod.deployments.get().model_version,
+                                      status="creating")
+    page = engineer_client.get(prod.get_absolute_url()).content.decode()
+    assert 'id="deployments-table" hx-get=' in page and 'hx-trigger="every 2s"' in page
+    live = engineer_client.get(prod.get_absolute_url(), HTTP_HX_REQUEST="true", HTTP_HX_TARGET="deployments-table")
+    body = live.content.decode()
+    assert live.status_code == 200 and body.lstrip().startswith("<table") and "<html" not in body
+    assert 'data-testid="deployment-status-green">Creating' in body
+    Deployment.objects.filter(pk=green.pk).update(status="healthy")
+    done = engineer_client.get(prod.get_absolute_url(), HTTP_HX_REQUEST="true", HTTP_HX_TARGET="deployments-table")
+    assert done.status_code == 286 and done["HX-Refresh"] == "true"  # htmx stops polling; the page shows once more
+    assert 'hx-trigger="every 2s"' not in engineer_client.get(prod.get_absolute_url()).content.decode()
