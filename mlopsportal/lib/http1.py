@@ -82,6 +82,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def check_header(name: str, value: str) -> None:
+    """Raises ValueError for a header that would split the request or that the client sets itself."""
+    if any(c in f"{name}{value}" for c in "\r\n\0") or not name or ":" in name:
+        raise ValueError(f"header {name!r} cannot be sent")
+    if name.lower() in SET_BY_CLIENT:
+        raise ValueError(f"header {name!r} is set by the client itself")
+
+
 def proxy_for(scheme: str, host: str) -> Proxy | None:
     """The proxy the environment names for this scheme and host (HTTP_PROXY, HTTPS_PROXY, NO_PROXY), if any."""
     proxies = urllib.request.getproxies_environment()
@@ -134,10 +142,7 @@ class Target:
         if not keep_alive:
             lines.append("Connection: close")
         for name, value in (headers or {}).items():
-            if any(c in f"{name}{value}" for c in "\r\n\0") or not name or ":" in name:
-                raise ValueError(f"header {name!r} cannot be sent")
-            if name.lower() in SET_BY_CLIENT:
-                raise ValueError(f"header {name!r} is set by the client itself")
+            check_header(name, value)
             lines.append(f"{name}: {value}")
         head = "".join(f"{line}\r\n" for line in lines).encode("latin-1")
         if proxy is not None and not tls:
