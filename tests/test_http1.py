@@ -198,32 +198,16 @@ def test_refused_connection_and_oversized_answer_raise(monkeypatch):
         asyncio.run(endless_header())
 
 
-def test_tls_is_verified(tmp_path, monkeypatch):
-    from tests.fakeaml import certs
-
-    cert, key = certs.generate(tmp_path)
-    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_side.load_cert_chain(cert, key)
-
-    async def go():
-        async with Canned([OK], tls=server_side) as server:
-            return await http1.Connection(http1.Target.from_url(server.url)).post(b"{}")
-
-    with pytest.raises(http1.ConnectError, match="TLS handshake"):  # the system's trust store does not know it
-        asyncio.run(go())
-    trusting = ssl.create_default_context(cafile=str(cert))
-    monkeypatch.setattr(http1, "_tls_context", lambda: trusting)
-    assert asyncio.run(go()).status == 200
-
-
 def test_target_parses_urls_and_refuses_headers_that_would_split_the_request():
-    target = http1.Target.from_url("https://scoring.example.com/api/v1/score?verbose=1", {"X-A": "b"})
-    assert (target.host, target.port, target.tls) == ("scoring.example.com", 443, True)
-    assert target.head == b"POST /api/v1/score?verbose=1 HTTP/1.1\r\nHost: scoring.example.com:443\r\nX-A: b\r\n"
+    target = http1.Target.from_url("http://scoring.example.com/api/v1/score?verbose=1", {"X-A": "b"})
+    assert (target.host, target.port) == ("scoring.example.com", 80)
+    assert target.head == b"POST /api/v1/score?verbose=1 HTTP/1.1\r\nHost: scoring.example.com:80\r\nX-A: b\r\n"
     assert http1.Target.from_url("http://[::1]:9000/score").head.split(b"\r\n")[1] == b"Host: [::1]:9000"
     for bad in ("ftp://host/score", "/score", "http:///score"):
         with pytest.raises(ValueError, match="not an http"):
             http1.Target.from_url(bad)
+    with pytest.raises(ValueError, match="plain http only"):  # TLS is aiohttp's (mlopsportal.lib.clients)
+        http1.Target.from_url("https://scoring.example.com/score")
     for name, value in (("Authorization", "Bearer k\r\nX-Evil: 1"), ("X\nY", "v"), ("", "v"), ("A:B", "v")):
         with pytest.raises(ValueError, match="cannot be sent"):
             http1.Target.from_url("http://host/score", {name: value})
@@ -280,117 +264,3 @@ def test_router_answers_408_on_timeout_and_502_when_the_deployment_is_gone(monke
     assert json.loads(answers["gone"][2])["error"] == "Deployment gone refused the connection (ConnectionRefusedError)."
     assert answers["fine"] == (200, "fine", '{"prediction": 1}')
     assert received[0][1].endswith(b'\r\n\r\n{"a": 1}')
-
-
-class TunnelProxy:
-    """An http proxy for tests: CONNECT opens a tunnel to `upstream_port` on 127.0.0.1 whatever host is asked for
-    (unless `refuse`), a plain request is answered by the proxy itself. Records the head of each request."""
-
-    def __init__(self, upstream_port: int = 0, refuse: bytes = b""):
-        self.upstream_port, self.refuse, self.heads = upstream_port, refuse, []
-
-    async def __aenter__(self):
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc):
-        self.server.close()
-
-    async def _handle(self, reader, writer):
-        head = await reader.readuntil(b"\r\n\r\n")
-        self.heads.append(head)
-        if not head.startswith(b"CONNECT "):
-            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
-            await reader.readexactly(length)
-            writer.write(OK.replace(b"Content-Length", b"Connection: close\r\nContent-Length"))
-            await writer.drain()
-            writer.close()
-            return
-        if self.refuse:
-            writer.write(self.refuse)
-            writer.close()
-            return
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-
-        async def pipe(source, sink):
-            try:
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            except ConnectionError:
-                pass
-            finally:
-                sink.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-
-def test_https_goes_through_the_environments_proxy_in_a_tunnel(tmp_path, monkeypatch):
-    from tests.fakeaml import certs
-
-    cert, key = certs.generate(tmp_path)
-    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_side.load_cert_chain(cert, key)
-    trusting = ssl.create_default_context(cafile=str(cert))
-    monkeypatch.setattr(http1, "_tls_context", lambda: trusting)
-    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    url = "https://scoring.blob.core.windows.net/score"  # a name the certificate carries; only the proxy resolves it
-
-    async def go(**proxy):
-        async with Canned([OK], tls=server_side) as server, TunnelProxy(server.server.sockets[0].getsockname()[1],
-                                                                        **proxy) as tunnel:
-            monkeypatch.setenv("HTTPS_PROXY", f"http://eve:p%40ss@127.0.0.1:{tunnel.port}")
-            target = http1.Target.from_url(url, {"Authorization": "Bearer k"})
-            try:
-                return await http1.Connection(target).post(b"{}"), tunnel.heads, server.requests
-            except http1.ConnectError as exc:
-                return exc, tunnel.heads, server.requests
-
-    reply, heads, requests = asyncio.run(go())
-    assert reply.status == 200
-    assert heads[0].startswith(b"CONNECT scoring.blob.core.windows.net:443 HTTP/1.1\r\n")
-    assert b"Proxy-Authorization: Basic ZXZlOnBAc3M=\r\n" in heads[0]  # eve:p@ss, to the proxy only
-    assert b"Proxy-Authorization" not in requests[0][1] and b"Authorization: Bearer k" in requests[0][1]
-
-    refused, _, requests = asyncio.run(go(refuse=b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n"))
-    assert isinstance(refused, http1.ConnectError) and not requests
-    assert "refused the tunnel (HTTP/1.1 407 Proxy Authentication Required)" in str(refused)
-
-
-def test_plain_http_through_a_proxy_and_who_bypasses_it(monkeypatch):
-    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
-
-    async def go():
-        async with TunnelProxy() as proxy:
-            monkeypatch.setenv("HTTP_PROXY", f"127.0.0.1:{proxy.port}")
-            reply = await http1.Connection(http1.Target.from_url("http://scoring.example/score?x=1")).post(b"{}")
-            return reply, proxy.heads
-
-    reply, heads = asyncio.run(go())
-    assert reply.status == 200 and heads[0].startswith(b"POST http://scoring.example:80/score?x=1 HTTP/1.1\r\n")
-    monkeypatch.setenv("HTTP_PROXY", "http://proxy.corp:3128")
-    monkeypatch.setenv("NO_PROXY", ".internal")
-    assert http1.Target.from_url("http://scoring.example/score").proxy == http1.Proxy("proxy.corp", 3128, b"")
-    for local in ("http://127.0.0.1:8100/score", "http://localhost/score", "http://[::1]/score",
-                  "http://api.internal/score"):
-        assert http1.Target.from_url(local).proxy is None
-    assert http1.Target.from_url("http://scoring.example/score", trust_env=False).proxy is None
-    monkeypatch.setenv("HTTP_PROXY", "socks5://proxy.corp:1080")
-    with pytest.raises(ValueError, match="only http:// proxies"):
-        http1.Target.from_url("http://scoring.example/score")
-
-
-def test_a_stress_run_that_cannot_send_says_why_instead_of_crashing(monkeypatch):
-    monkeypatch.setenv("HTTP_PROXY", "socks5://proxy.corp:1080")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    result = asyncio.run(loadtest.run(loadtest.Plan(url="http://scoring.example/score", payloads=[b"{}"],
-                                                    concurrency=2, request_count=10)))
-    summary = result.summary()
-    assert summary["requests"] == 0 and list(summary["by_exception"]) == [
-        "cannot send: only http:// proxies can be used, not 'socks5://proxy.corp:1080' (HTTP_PROXY)"]
-    assert loadtest.check_thresholds(summary, p95_ms_max=100, error_rate_max=0, min_rps=None) == ["no request was made"]

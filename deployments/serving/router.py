@@ -50,9 +50,8 @@ def load_table() -> dict[str, Route]:
         route = table[deployment.endpoint.name]
         try:
             # One connection per call: the inference server's gunicorn sync workers close each one after answering.
-            # Deployments are local: never through a proxy the environment may name.
-            route.deployments[deployment.name] = Target.from_url(deployment.scoring_url, keep_alive=False,
-                                                                 trust_env=False)
+            # Deployments are local (plain http on loopback): the lean client, never through a proxy.
+            route.deployments[deployment.name] = Target.from_url(deployment.scoring_url, keep_alive=False)
         except ValueError:
             log.error("deployment %s has an unusable scoring URL %r; not routed", deployment, deployment.scoring_url)
             continue

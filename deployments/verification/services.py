@@ -1,11 +1,18 @@
-"""Running a model's functional test cases, and stress runs, against a deployment."""
+"""Running a model's functional test cases, and stress runs, against a deployment. Both send with the client that
+mlopsportal.lib.clients picks for the target URL, so a target's functional tests and its stress runs go through the
+same one."""
 from __future__ import annotations
 
+import asyncio
+import codecs
 import json
 import time
 
-import requests
+import uvloop
 from django.utils import timezone
+
+from mlopsportal.lib.clients import Client, client_for
+from mlopsportal.lib.http1 import HTTPClientError, Reply
 
 from ..models import Deployment, FunctionalTestCase, FunctionalTestRun, StressRun, StressShard, TestOutcome
 from ..serving.services import scoring_headers
@@ -18,24 +25,61 @@ def _headers(deployment: Deployment) -> dict[str, str]:
     return scoring_headers(deployment.endpoint, deployment.name)
 
 
+def _text(reply: Reply) -> str:
+    """The body as text, in the charset its Content-Type names (UTF-8 when it names none Python knows)."""
+    charset = "utf-8"
+    for parameter in reply.content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"')
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        charset = "utf-8"
+    return reply.body.decode(charset, "replace")
+
+
+async def _send_each(client: Client, bodies: list[bytes]) -> list[tuple[Reply | Exception, float]]:
+    """POST each body in turn over one connection: its reply (or why there was none) and the milliseconds taken."""
+    sender = client.sender()
+    answers = []
+    try:
+        for body in bodies:
+            started = time.perf_counter()
+            try:
+                answer = await sender.post(body)
+            except (TimeoutError, HTTPClientError, OSError) as exc:
+                answer = exc
+            answers.append((answer, round((time.perf_counter() - started) * 1000, 2)))
+    finally:
+        await sender.aclose()
+    return answers
+
+
 def functional_run(*, deployment: Deployment, promotion=None, through_endpoint_url: str,
                    purpose: str = "Functional tests") -> FunctionalTestRun:
     """Send every enabled case of the deployment's model through the endpoint URL to this deployment."""
     cases = list(FunctionalTestCase.objects.filter(model=deployment.model_version.model, enabled=True))
     run = FunctionalTestRun.objects.create(deployment=deployment, promotion=promotion, purpose=purpose)
-    results = []
     timeout = deployment.serving_settings.get("request_timeout_ms", 60_000) / 1000 + 5
-    for case in cases:
-        started = time.perf_counter()
-        try:
-            response = requests.post(through_endpoint_url, data=json.dumps(case.payload).encode(),
-                                     headers=_headers(deployment), timeout=timeout)
-            status, body = response.status_code, response.text
+    try:
+        client = client_for(through_endpoint_url, _headers(deployment), timeout_s=timeout)
+    except ValueError as exc:  # nothing can be sent (a bad URL or header, a proxy setting that cannot be used)
+        answers = [(exc, 0.0) for _ in cases]
+    else:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            answers = runner.run(_send_each(client, [json.dumps(case.payload).encode() for case in cases]))
+    results = []
+    for case, (answer, ms) in zip(cases, answers, strict=True):
+        if isinstance(answer, Reply):
+            status, body = answer.status, _text(answer)
             passed, reason = case.evaluate(status, body)
-        except requests.RequestException as exc:
-            status, body, passed, reason = 0, "", False, f"no answer: {exc.__class__.__name__}"
+        elif isinstance(answer, ValueError):
+            status, body, passed, reason = 0, "", False, f"cannot send: {answer}"
+        else:
+            status, body, passed, reason = 0, "", False, f"no answer: {answer.__class__.__name__} ({answer})"
         results.append({"case": case.name, "case_id": case.pk, "passed": passed, "reason": reason, "status": status,
-                        "body": body[:BODY_KEPT], "ms": round((time.perf_counter() - started) * 1000, 2)})
+                        "body": body[:BODY_KEPT], "ms": ms})
     outcome = TestOutcome.PASSED if results and all(r["passed"] for r in results) else TestOutcome.FAILED
     FunctionalTestRun.objects.filter(pk=run.pk).update(results=results, status=outcome, finished_at=timezone.now())
     run.refresh_from_db()

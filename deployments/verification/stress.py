@@ -2,8 +2,9 @@
 
 Cheap per request on purpose: on a small machine the client's CPU is taken from the server under test, so each
 simulated user reuses pre-encoded payloads and request headers, keeps its own connection alive while the server
-allows it (mlopsportal.lib.http1: a lean HTTP/1.1 client on httptools; why not aiohttp's is measured there), and
-records one histogram value per request.
+allows it, and records one histogram value per request. The client is the one mlopsportal.lib.clients picks for the
+target, as for its functional tests: the lean HTTP/1.1 client on httptools for a loopback plain-http target (why not
+aiohttp's is measured in mlopsportal.lib.http1), aiohttp's for https, remote and proxied ones.
 Results of several engines (one per Celery worker) merge exactly: histograms add, counters add, and the per-second
 series line up on wall-clock seconds.
 """
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 import uvloop
 from hdrh.histogram import HdrHistogram
 
-from mlopsportal.lib.http1 import Connection, HTTPClientError, Target
+from mlopsportal.lib.clients import client_for
+from mlopsportal.lib.http1 import HTTPClientError
 
 # Latencies are recorded in microseconds, from 1 µs to 10 minutes, to 2 significant digits.
 LOWEST, HIGHEST, DIGITS = 1, 600_000_000, 2
@@ -175,7 +177,7 @@ def _request_headers(plan: Plan) -> dict[str, str]:
 async def run(plan: Plan) -> Result:
     result = Result(started_at=time.time(), finished_at=0.0, concurrency=plan.concurrency)
     try:
-        target = Target.from_url(plan.url, _request_headers(plan))
+        client = client_for(plan.url, _request_headers(plan), timeout_s=plan.timeout_s)
     except ValueError as exc:  # nothing can be sent (a bad URL or header, a proxy setting that cannot be used)
         result.by_exception[f"cannot send: {exc}"] += 1
         result.finished_at = time.time()
@@ -190,7 +192,7 @@ async def run(plan: Plan) -> Result:
     clock = time.perf_counter_ns
 
     async def one_user() -> None:
-        connection = Connection(target)
+        sender = client.sender()
         try:
             while True:
                 if remaining is not None:
@@ -202,8 +204,7 @@ async def run(plan: Plan) -> Result:
                 body = next(payloads)
                 start = clock()
                 try:
-                    async with asyncio.timeout(plan.timeout_s):
-                        status = (await connection.post(body)).status
+                    status = (await sender.post(body)).status  # raises TimeoutError after plan.timeout_s
                     by_status[str(status)] += 1
                     failed = status >= 400
                 except (TimeoutError, HTTPClientError, OSError) as exc:
@@ -219,7 +220,7 @@ async def run(plan: Plan) -> Result:
                 bucket["failed" if failed else "ok"] += 1
                 result.requests += 1
         finally:
-            connection.close()
+            await sender.aclose()
 
     await asyncio.gather(*(one_user() for _ in range(plan.concurrency)))
     result.finished_at = time.time()

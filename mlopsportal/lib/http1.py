@@ -1,5 +1,6 @@
-"""A small HTTP/1.1 client for the two hot paths that send one kind of request over and over: the router's call to
-a deployment, and the stress engine's load. Responses are parsed by httptools (llhttp, Node.js's parser).
+"""A small HTTP/1.1 client for the two hot paths that send one kind of request over and over to a server on this
+machine: the router's call to a deployment, and the stress engine's load on a loopback target (the choice of client
+per target is mlopsportal.lib.clients'). Responses are parsed by httptools (llhttp, Node.js's parser).
 
 Why not aiohttp's client here: on a 2-core machine, the client's CPU per request comes out of the server under
 test, and aiohttp spends about 0.4 ms of CPU on each request to a server that closes its connections (as Azure ML's
@@ -8,31 +9,24 @@ Titanic forest, one caller at a time: the server's own time per request is the s
 0.8 ms more per request through aiohttp than through wrk, 0.1-0.4 ms more through this. That difference is most of
 what routing adds and of the gap between the stress engine and wrk (benchmarks/bench_serving.py).
 
-What it does: POST with a fixed set of headers over plain TCP or TLS (the system's trust store, SSL_CERT_FILE);
-one connection kept alive while the server allows it and opened again when it does not; answers with a length,
-chunked, or ending when the server closes; through the http:// proxy named by HTTP_PROXY / HTTPS_PROXY (a CONNECT
-tunnel for https), except for NO_PROXY hosts and loopback addresses, as requests does. What it does not do:
-redirects, compression, cookies, or retrying a request (a stress test must count what failed).
+What it does: POST with a fixed set of headers over plain TCP; one connection kept alive while the server allows it
+and opened again when it does not; answers with a length, chunked, or ending when the server closes. What it does
+not do: TLS, proxies, redirects, compression, cookies, or retrying a request (a stress test must count what failed).
+Targets that need TLS or a proxy go through aiohttp's client (mlopsportal.lib.clients).
 """
 from __future__ import annotations
 
 import asyncio
-import base64
-import functools
-import ipaddress
-import socket
-import ssl
-import urllib.request
 from dataclasses import dataclass
 from typing import NamedTuple
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httptools
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # body
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers
 URL_SAFE = "/%:@!$&'()*+,;=-._~?"  # what stays as it is in a path or query; anything else is percent-encoded
-SET_BY_CLIENT = {"host", "content-length", "connection", "transfer-encoding", "proxy-authorization"}
+SET_BY_CLIENT = {"host", "content-length", "connection", "transfer-encoding"}
 
 
 class HTTPClientError(Exception):
@@ -62,40 +56,16 @@ class Reply(NamedTuple):
     body: bytes
 
 
-@dataclass(frozen=True)
-class Proxy:
-    host: str
-    port: int
-    authorization: bytes  # a Proxy-Authorization header line, or b""
-
-
 def _authority(host: str, port: int) -> str:
     return f"{f'[{host}]' if ':' in host else host}:{port}"
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def proxy_for(scheme: str, host: str) -> Proxy | None:
-    """The proxy the environment names for this scheme and host (HTTP_PROXY, HTTPS_PROXY, NO_PROXY), if any."""
-    proxies = urllib.request.getproxies_environment()
-    url = proxies.get(scheme)
-    if not url or _is_loopback(host) or urllib.request.proxy_bypass_environment(host, proxies):
-        return None
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    if parts.scheme != "http" or not parts.hostname:
-        raise ValueError(f"only http:// proxies can be used, not {url!r} ({scheme.upper()}_PROXY)")
-    authorization = b""
-    if parts.username is not None:
-        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-        authorization = b"Proxy-Authorization: Basic %s\r\n" % base64.b64encode(credentials)
-    return Proxy(host=parts.hostname, port=parts.port or 80, authorization=authorization)
+def check_header(name: str, value: str) -> None:
+    """Raises ValueError for a header that would split the request or that the client sets itself."""
+    if any(c in f"{name}{value}" for c in "\r\n\0") or not name or ":" in name:
+        raise ValueError(f"header {name!r} cannot be sent")
+    if name.lower() in SET_BY_CLIENT:
+        raise ValueError(f"header {name!r} is set by the client itself")
 
 
 @dataclass(frozen=True)
@@ -103,51 +73,34 @@ class Target:
     """A URL and the headers every request to it carries, taken apart and encoded once."""
     host: str
     port: int
-    tls: bool
     keep_alive: bool
     head: bytes  # the request line and fixed headers, each line ending in CRLF
-    proxy: Proxy | None = None
 
     @property
     def authority(self) -> str:
         return _authority(self.host, self.port)
 
     @classmethod
-    def from_url(cls, url: str, headers: dict[str, str] | None = None, *, keep_alive: bool = True,
-                 trust_env: bool = True) -> Target:
-        """`trust_env`: go through the proxy the environment names (see proxy_for)."""
+    def from_url(cls, url: str, headers: dict[str, str] | None = None, *, keep_alive: bool = True) -> Target:
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
+        if parts.scheme == "https":
+            raise ValueError(f"the lean client speaks plain http only, not {url!r}")
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"not an http URL: {url!r}")
         try:
             host = parts.hostname.encode("idna").decode("ascii")
-            port = parts.port or (443 if parts.scheme == "https" else 80)
+            port = parts.port or 80
         except (UnicodeError, ValueError) as exc:
             raise ValueError(f"not a usable host and port in {url!r} ({exc})") from exc
-        tls = parts.scheme == "https"
-        proxy = proxy_for(parts.scheme, host) if trust_env else None
-        authority = _authority(host, port)
         path = quote(parts.path or "/", safe=URL_SAFE) + (f"?{quote(parts.query, safe=URL_SAFE)}" if parts.query else "")
-        if proxy is not None and not tls:  # a plain-http request goes to the proxy with the whole URL
-            path = f"http://{authority}{path}"
-        lines = [f"POST {path} HTTP/1.1", f"Host: {authority}"]
+        lines = [f"POST {path} HTTP/1.1", f"Host: {_authority(host, port)}"]
         if not keep_alive:
             lines.append("Connection: close")
         for name, value in (headers or {}).items():
-            if any(c in f"{name}{value}" for c in "\r\n\0") or not name or ":" in name:
-                raise ValueError(f"header {name!r} cannot be sent")
-            if name.lower() in SET_BY_CLIENT:
-                raise ValueError(f"header {name!r} is set by the client itself")
+            check_header(name, value)
             lines.append(f"{name}: {value}")
         head = "".join(f"{line}\r\n" for line in lines).encode("latin-1")
-        if proxy is not None and not tls:
-            head += proxy.authorization
-        return cls(host=host, port=port, tls=tls, keep_alive=keep_alive, head=head, proxy=proxy)
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    return ssl.create_default_context()
+        return cls(host=host, port=port, keep_alive=keep_alive, head=head)
 
 
 class _Protocol(asyncio.Protocol):
@@ -268,50 +221,14 @@ class Connection:
         return answer
 
     async def _connect(self) -> _Protocol:
-        target, proxy, loop = self.target, self.target.proxy, asyncio.get_running_loop()
-        tls = _tls_context() if target.tls else None
         try:
-            if proxy is None:
-                _, protocol = await loop.create_connection(_Protocol, target.host, target.port, ssl=tls)
-            elif tls is None:
-                _, protocol = await loop.create_connection(_Protocol, proxy.host, proxy.port)
-            else:
-                _, protocol = await loop.create_connection(_Protocol, sock=await self._tunnel(), ssl=tls,
-                                                           server_hostname=target.host)
-        except ssl.SSLError as exc:
-            raise ConnectError(f"failed the TLS handshake ({exc.reason or exc})") from exc
+            _, protocol = await asyncio.get_running_loop().create_connection(_Protocol, self.target.host,
+                                                                             self.target.port)
         except OSError as exc:
-            via = f" (through the proxy {proxy.host}:{proxy.port})" if proxy else ""
-            raise ConnectError(f"refused the connection{via} ({exc.__class__.__name__})") from exc
+            raise ConnectError(f"refused the connection ({exc.__class__.__name__})") from exc
         except ValueError as exc:  # a host name the resolver will not take
             raise ConnectError(f"could not be looked up ({exc})") from exc
         return protocol
-
-    async def _tunnel(self) -> socket.socket:
-        """A socket to the proxy on which the proxy has opened a tunnel (CONNECT) to the target; TLS goes inside."""
-        target, proxy, loop = self.target, self.target.proxy, asyncio.get_running_loop()
-        family, kind, proto, _, address = (await loop.getaddrinfo(proxy.host, proxy.port, type=socket.SOCK_STREAM))[0]
-        sock = socket.socket(family, kind, proto)
-        sock.setblocking(False)
-        try:
-            await loop.sock_connect(sock, address)
-            authority = target.authority.encode()
-            await loop.sock_sendall(sock, b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (
-                authority, authority, proxy.authorization))
-            answer = b""
-            while b"\r\n\r\n" not in answer:
-                chunk = await loop.sock_recv(sock, 4096)
-                if not chunk or len(answer) > MAX_HEAD_BYTES:
-                    raise ConnectError(f"the proxy {proxy.host}:{proxy.port} broke off the tunnel")
-                answer += chunk
-            status = answer.split(b"\r\n", 1)[0]
-            if status.split(b" ")[1:2] != [b"200"]:
-                raise ConnectError(f"the proxy {proxy.host}:{proxy.port} refused the tunnel "
-                                   f"({status.decode('latin-1')[:120]})")
-        except BaseException:
-            sock.close()
-            raise
-        return sock
 
     def close(self) -> None:
         if self._protocol is not None:
