@@ -264,3 +264,22 @@ def test_router_answers_408_on_timeout_and_502_when_the_deployment_is_gone(monke
     assert json.loads(answers["gone"][2])["error"] == "Deployment gone refused the connection (ConnectionRefusedError)."
     assert answers["fine"] == (200, "fine", '{"prediction": 1}')
     assert received[0][1].endswith(b'\r\n\r\n{"a": 1}')
+
+
+def test_router_reads_again_before_saying_no_deployment_takes_traffic(monkeypatch):
+    """Traffic given to a deployment just before a request arrives: the router's table (refreshed only every minute
+    here) is read again instead of answering 503, so a promotion that just finished serves at once."""
+    async def go():
+        async with Canned([OK, OK]) as blue:
+            target = {"blue": http1.Target.from_url(blue.url, keep_alive=False)}
+            tables = [{"e": router.Route(auth_enabled=False, key=b"", timeout_s=5, deployments=target)},
+                      {"e": router.Route(auth_enabled=False, key=b"", timeout_s=5, deployments=target,
+                                         names=["blue"], weights=[100])}]
+            reads = []
+            monkeypatch.setattr(router, "load_table", lambda: reads.append(1) or tables[min(len(reads), 2) - 1])
+            async with test_utils.TestClient(test_utils.TestServer(router.make_app(refresh=60))) as client:
+                first = await client.post("/endpoints/e/score", data=b"{}")
+                return first.status, first.headers.get(router.DEPLOYMENT_HEADER), len(reads)
+
+    status, served_by, reads = asyncio.run(go())
+    assert (status, served_by) == (200, "blue") and reads == 2
