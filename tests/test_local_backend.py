@@ -71,3 +71,12 @@ def test_tasks_retry_no_sooner_than_the_platform_asks(monkeypatch, task_path, se
         task(1)
     assert asked[0][1] == 30 and str(asked[0][0]) == "throttled"
     assert BackendError("busy", permanent=False).retry_countdown(0) == 5  # without Retry-After: the backoff
+
+
+def test_connection_check_writes_to_the_artifact_root(tmp_path):
+    checks = LocalBackend(root=tmp_path / "artifacts").connection_check()
+    assert [(c.check, c.ok) for c in checks] == [("Artifact folder", True), ("Inference server", True)]
+    assert not list((tmp_path / "artifacts").iterdir())  # the probe file is gone
+    (tmp_path / "taken").write_text("a file, not a folder")
+    [check] = LocalBackend(root=tmp_path / "taken").connection_check()
+    assert (check.check, check.ok) == ("Artifact folder", False) and "MLOPS_ARTIFACT_ROOT" in check.message

@@ -9,6 +9,7 @@ Layout under settings.MLOPS_ARTIFACT_ROOT:
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -30,6 +32,7 @@ from mlopsportal.lib import files
 from .base import (
     BackendError,
     ComputeTarget,
+    ConnectionCheck,
     DeployedRef,
     DeploymentState,
     MLBackend,
@@ -174,6 +177,27 @@ class LocalBackend(LocalServingMixin, MLBackend):
 
     def __init__(self, root: Path | None = None):
         self.root = Path(root or settings.MLOPS_ARTIFACT_ROOT)
+
+    # --- the platform: this machine ---------------------------------------------------------------------------
+    def connection_check(self) -> list[ConnectionCheck]:
+        """The artifact folder takes files, and the inference server that deployments run is installed."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-check-"):
+                pass
+            free_gb = shutil.disk_usage(self.root).free / 1e9
+        except OSError as exc:
+            return [ConnectionCheck("Artifact folder", False,
+                                    f"Cannot write to {self.root}: {exc.strerror or exc}. Set MLOPS_ARTIFACT_ROOT "
+                                    "(or MLOPS_DATA_DIR) to a folder the portal's user may write.")]
+        results = [ConnectionCheck("Artifact folder", True, f"{self.root} is writable ({free_gb:.1f} GB free).")]
+        if importlib.util.find_spec("azureml_inference_server_http") is None:
+            results.append(ConnectionCheck(
+                "Inference server", False, f"azureml-inference-server-http is not installed for {sys.executable}: "
+                                           "deployments cannot start. Install requirements.txt."))
+        else:
+            results.append(ConnectionCheck("Inference server", True, "azureml-inference-server-http is installed."))
+        return results
 
     # --- training ---------------------------------------------------------------------------------------------
     def compute_targets(self) -> list[ComputeTarget]:
