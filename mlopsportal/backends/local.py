@@ -42,6 +42,7 @@ from .base import (
     TrainingSubmission,
     open_artifact_file,
 )
+from .local_supervisor import CANCEL_FILE
 
 URI_PREFIX = "local:"
 # How long a submitted job may go without a status file before we call it lost.
@@ -287,10 +288,15 @@ class LocalBackend(LocalServingMixin, MLBackend):
 
     def training_cancel(self, job_id: str) -> None:
         job_dir = self._job_dir(job_id)
+        if not job_dir.is_dir():
+            return
         try:
             status = json.loads((job_dir / "status.json").read_text())
         except (OSError, ValueError):
+            status = {}  # not started yet, or being rewritten: the supervisor finds the cancel file
+        if status.get("state") in ("succeeded", "failed"):
             return
+        (job_dir / CANCEL_FILE).touch()
         pid = int(status.get("supervisor_pid", 0))
         if status.get("state") == "running" and pid and _pid_alive(pid, str(job_dir)):
             os.kill(pid, signal.SIGTERM)
