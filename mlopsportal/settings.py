@@ -202,6 +202,7 @@ MLOPS_BACKEND = os.environ.get("MLOPS_BACKEND", "local")
 MLOPS_BACKENDS = {
     "local": "mlopsportal.backends.local.LocalBackend",
     "azureml": "mlopsportal.backends.azureml.AzureMLBackend",
+    "fake": "mlopsportal.backends.fake.FakeBackend",  # in memory, for tests only
 }
 # What a backend is configured with, when the portal keeps it: a callable each backend receives as config_provider.
 MLOPS_BACKEND_CONFIG = {
