@@ -73,15 +73,15 @@ def _sync_endpoint(backend, item: InventoryEndpoint, findings: list[str]) -> Non
     if endpoint is None:
         profile = DeploymentProfile.objects.order_by("pk").first() or DeploymentProfile.objects.create(
             name="found-in-azure", description="Made by the sync for endpoints created outside the portal.")
-        access = backend.endpoint_access(item.name)
+        access = backend.endpoint_access(item.name)  # None: the portal's router serves it
         endpoint = Endpoint.objects.create(
             name=item.name, stage=Endpoint.Stage(item.stage), profile=profile,
-            description="Found in the Azure ML workspace.", key=access.key or new_endpoint_key(),
-            platform_scoring_url=access.scoring_url, changed_outside=f"created {OUTSIDE}")
+            description="Found in the Azure ML workspace.", key=(access and access.key) or new_endpoint_key(),
+            platform_scoring_url=access.scoring_url if access else "", changed_outside=f"created {OUTSIDE}")
         _note(findings, endpoint, f"endpoint {endpoint.name} was created {OUTSIDE}")
     elif endpoint.platform_scoring_url:
         access = backend.endpoint_access(endpoint.name)
-        if access.key and access.key != endpoint.key:  # regenerated in Azure: the old one no longer works
+        if access and access.key and access.key != endpoint.key:  # regenerated in Azure: the old one no longer works
             Endpoint.objects.filter(pk=endpoint.pk).update(key=access.key, platform_scoring_url=access.scoring_url,
                                                            changed_outside=f"key regenerated {OUTSIDE}")
             _note(findings, endpoint, f"the key of {endpoint.name} was regenerated {OUTSIDE}")
