@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import audit_record
 from deployments.models import Deployment, DeploymentProfile, Endpoint, new_endpoint_key
+from deployments.serving import services as serving
 from mlopsportal.backends import BackendError, get_backend
 from mlopsportal.backends.base import BUSY, READY, InventoryDeployment, InventoryEndpoint, InventoryModel
 from models_registry.models import ModelVersion, RegisteredModel
@@ -95,44 +95,29 @@ def _sync_endpoint(backend, item: InventoryEndpoint, findings: list[str]) -> Non
             findings.append(f"{endpoint.name}/{name} serves {found.artifact_uri or 'a model'} that the portal does "
                             "not know; it is not shown")
             continue
-        deployment = Deployment.objects.create(
-            endpoint=endpoint, name=name, model_version=version, serving_settings=endpoint.profile.serving_settings(),
-            status=Status.HEALTHY if found.state == READY else Status.UNHEALTHY, backend_ref=found.ref,
-            scoring_url=item.scoring_url, changed_outside=f"created {OUTSIDE}", healthy_at=timezone.now())
+        deployment = serving.deployment_adopt(endpoint=endpoint, name=name, version=version,
+                                              healthy=found.state == READY, ref=found.ref,
+                                              scoring_url=item.scoring_url, summary=f"created {OUTSIDE}")
         rows[name] = deployment
-        _note(findings, deployment, f"deployment {deployment} was created {OUTSIDE}")
+        findings.append(f"deployment {deployment} was created {OUTSIDE}")
     now = timezone.now()
     for name, row in rows.items():
         if name not in in_azure and row.status in (Status.HEALTHY, Status.UNHEALTHY) and \
                 (row.healthy_at or row.created_at) < now - GONE_AFTER:
-            Deployment.objects.filter(pk=row.pk).update(status=Status.DELETED, traffic=0, deleted_at=now,
-                                                        changed_outside=f"deleted {OUTSIDE}")
-            _note(findings, row, f"deployment {row} was deleted {OUTSIDE}")
-    live = {d.name: d for d in endpoint.deployments.filter(status__in=Deployment.LIVE)}
-    before = {name: d.traffic for name, d in live.items()}
-    after = {name: int(item.traffic.get(name, 0)) for name in live}
-    if before != after and sum(after.values()) in (0, 100):
-        with transaction.atomic():
-            for name, deployment in live.items():
-                Deployment.objects.filter(pk=deployment.pk).update(traffic=after[name])
-            text = ", ".join(f"{n} {p}%" for n, p in sorted(after.items()))
-            Endpoint.objects.filter(pk=endpoint.pk).update(traffic_updated_at=now,
-                                                           changed_outside=f"traffic set to {text} {OUTSIDE}")
-            _note(findings, endpoint, f"traffic of {endpoint.name} was set to {text} {OUTSIDE}")
+            if serving.deployment_gone(deployment=row, summary=f"deleted {OUTSIDE}"):
+                findings.append(f"deployment {row} was deleted {OUTSIDE}")
+    text = serving.endpoint_traffic_record(endpoint=endpoint, traffic=item.traffic, summary=OUTSIDE)
+    if text:
+        findings.append(f"traffic of {endpoint.name} was set to {text} {OUTSIDE}")
 
 
 def _sync_gone_endpoints(in_azure: set[str], findings: list[str]) -> None:
     """Endpoints Azure served for the portal that are no longer in the workspace."""
-    now = timezone.now()
     for endpoint in Endpoint.objects.exclude(platform_scoring_url="").exclude(name__in=in_azure):
         if endpoint.deployments.filter(status=Status.CREATING).exists() or endpoint.changed_outside.startswith("deleted"):
             continue  # being created again by the portal, or already marked
-        with transaction.atomic():
-            endpoint.deployments.filter(status__in=Deployment.LIVE).update(
-                status=Status.DELETED, traffic=0, deleted_at=now, changed_outside=f"deleted {OUTSIDE}")
-            Endpoint.objects.filter(pk=endpoint.pk).update(platform_scoring_url="",
-                                                           changed_outside=f"deleted {OUTSIDE}")
-            _note(findings, endpoint, f"endpoint {endpoint.name} was deleted {OUTSIDE}")
+        serving.endpoint_gone(endpoint=endpoint, summary=f"deleted {OUTSIDE}")
+        findings.append(f"endpoint {endpoint.name} was deleted {OUTSIDE}")
 
 
 def azureml_sync() -> list[str]:
