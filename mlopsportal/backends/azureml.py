@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils.module_loading import import_string
 
@@ -202,8 +203,6 @@ def _not_found(exc: BaseException) -> bool:
 
 @contextmanager
 def calling(doing: str):
-    from celery.exceptions import SoftTimeLimitExceeded
-
     try:
         yield
     except SoftTimeLimitExceeded:
