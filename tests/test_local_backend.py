@@ -1,4 +1,9 @@
-"""The local backend's artifact store: checksums, atomic copies, and no way out of the artifact root."""
+"""The local backend's artifact store: checksums, atomic copies, and no way out of the artifact root; telling its
+deployment servers from other processes."""
+import json
+import subprocess
+import sys
+
 import pytest
 
 from mlopsportal.backends import BackendError
@@ -72,3 +77,27 @@ def test_tasks_retry_no_sooner_than_the_platform_asks(monkeypatch, task_path, se
         task(1)
     assert asked[0][1] == 30 and str(asked[0][0]) == "throttled"
     assert BackendError("busy", permanent=False).retry_countdown(0) == 5  # without Retry-After: the backoff
+
+
+@pytest.mark.parametrize("module", ["mlopsportal.backends.local.server", "mlopsportal.backends.local_server"])
+def test_deployment_servers_started_before_and_after_the_package_move_are_recognised(tmp_path, module):
+    """A server started by an older portal (module local_server) is still known as alive, and deleting its
+    deployment still stops it; a process that is not a server, on a recycled pid, counts as exited."""
+    backend = LocalBackend(root=tmp_path)
+    folder = tmp_path / "deployments" / "e" / "blue-1"
+    folder.mkdir(parents=True)
+    ref = {"dir": "deployments/e/blue-1", "port": 9}
+    # The stand-in's command line carries the module's name the way `python -m <module>` does.
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", module])
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (folder / "server.json").write_text(json.dumps({"pid": stranger.pid, "port": 9}))
+        assert backend.deployment_state(ref).state == "failed"
+        (folder / "server.json").write_text(json.dumps({"pid": server.pid, "port": 9}))
+        assert backend.deployment_state(ref).state == "starting"  # alive; nothing answers on port 9
+        backend.deployment_delete(ref)
+        assert server.wait(5) == -15  # stopped by SIGTERM
+    finally:
+        for process in (server, stranger):
+            process.kill()
+            process.wait()

@@ -27,7 +27,7 @@ from django.conf import settings
 from mlopsportal.examples import Example
 from mlopsportal.lib import files
 
-from .base import (
+from ..base import (
     BackendError,
     ComputeTarget,
     DeployedRef,
@@ -45,7 +45,12 @@ URI_PREFIX = "local:"
 START_GRACE_SECONDS = 30
 
 
-def _pid_alive(pid: int, marker: str) -> bool:
+# What a deployment server's command line holds: its module now, and before the backend became a package (servers
+# started then still run after an upgrade, and must still be recognised and stopped).
+SERVER_MARKERS = ("mlopsportal.backends.local.server", "mlopsportal.backends.local_server")
+
+
+def _pid_alive(pid: int, *markers: str) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -58,7 +63,7 @@ def _pid_alive(pid: int, marker: str) -> bool:
         return True
     if Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
         return False
-    return marker in cmdline
+    return any(marker in cmdline for marker in markers)
 
 
 # --- serving ----------------------------------------------------------------------------------------------------
@@ -76,7 +81,7 @@ def _server_state(folder: Path) -> dict:
 
 
 class LocalServingMixin:
-    """Each deployment is Azure ML's inference server on a port of 127.0.0.1, started by local_server.py."""
+    """Each deployment is Azure ML's inference server on a port of 127.0.0.1, started by server.py."""
 
     root: Path
 
@@ -98,7 +103,7 @@ class LocalServingMixin:
             workers = spec.settings.get("min_instances", workers)
         try:
             subprocess.run(
-                [sys.executable, "-m", "mlopsportal.backends.local_server", "--dir", str(folder), "--port", str(port),
+                [sys.executable, "-m", "mlopsportal.backends.local.server", "--dir", str(folder), "--port", str(port),
                  "--code-dir", str(code_dir), "--entry-script", spec.scoring_script, "--model-dir", str(model_dir),
                  "--workers", str(max(1, min(int(workers), 8))),
                  "--timeout-ms", str(spec.settings.get("request_timeout_ms", 60_000))],
@@ -128,7 +133,7 @@ class LocalServingMixin:
         pid = int(state.get("pid", 0))
         if not state:
             return DeploymentState("starting")
-        if not _pid_alive(pid, "local_server"):
+        if not _pid_alive(pid, *SERVER_MARKERS):
             return DeploymentState("failed", error="The inference server exited.\n" + self.deployment_logs(ref, 40))
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{ref['port']}/", timeout=2) as response:
@@ -147,13 +152,13 @@ class LocalServingMixin:
     def deployment_delete(self, ref: dict) -> None:
         state = _server_state(self._deployment_dir(ref))
         pid = int(state.get("pid", 0))
-        if not pid or not _pid_alive(pid, "local_server"):
+        if not pid or not _pid_alive(pid, *SERVER_MARKERS):
             return
         os.kill(pid, signal.SIGTERM)  # gunicorn's master stops its workers
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and _pid_alive(pid, "local_server"):
+        while time.monotonic() < deadline and _pid_alive(pid, *SERVER_MARKERS):
             time.sleep(0.1)
-        if _pid_alive(pid, "local_server"):
+        if _pid_alive(pid, *SERVER_MARKERS):
             os.killpg(pid, signal.SIGKILL)
 
     def endpoint_traffic_apply(self, *, endpoint_name: str, traffic: dict[str, int]) -> None:
@@ -208,7 +213,7 @@ class LocalBackend(LocalServingMixin, MLBackend):
         }, indent=2))
         try:
             subprocess.run(
-                [sys.executable, "-m", "mlopsportal.backends.local_supervisor", "--job-dir", str(job_dir),
+                [sys.executable, "-m", "mlopsportal.backends.local.supervisor", "--job-dir", str(job_dir),
                  "--timeout", str(timeout_seconds), "--", *command],
                 cwd=settings.BASE_DIR, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, check=True, timeout=30,
