@@ -9,8 +9,8 @@ import struct
 import pytest
 from aiohttp import test_utils
 
-from deployments.serving import router
 from deployments.verification import stress as loadtest
+from mlopsportal.backends.local import router
 from mlopsportal.lib import http1
 
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{"prediction": 1}'

@@ -1,4 +1,4 @@
-"""Runs the endpoint router (see deployments/router.py)."""
+"""Runs the endpoint router (see mlopsportal/backends/local/router.py)."""
 from urllib.parse import urlparse
 
 import uvloop
@@ -6,7 +6,7 @@ from aiohttp import web
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from deployments.serving.router import make_app
+from mlopsportal.backends.local.router import make_app
 
 
 class Command(BaseCommand):

@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from django.db import close_old_connections
 
+from deployments.models import Deployment, Endpoint
 from mlopsportal.lib.http1 import Connection, HTTPClientError, Target, content_type_header
-
-from ..models import Deployment, Endpoint
 
 log = logging.getLogger(__name__)
 DEPLOYMENT_HEADER = "azureml-model-deployment"
