@@ -6,9 +6,12 @@ Layout under settings.MLOPS_ARTIFACT_ROOT:
     jobs/<job_id>/log.txt     the script's stdout and stderr
     jobs/<job_id>/status.json written by the supervisor
     registry/<model>/<version>/  a registered version's files
+    deployments/<endpoint>/<deployment>-<ms>/  a deployment server's server.json and server.log
+    router/routes.json        the router's table (router.py reads it): endpoints, their deployments and traffic
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -19,6 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -32,6 +36,7 @@ from ..base import (
     ComputeTarget,
     DeployedRef,
     DeploymentState,
+    EndpointRouting,
     MLBackend,
     RegisteredArtifact,
     ServingSpec,
@@ -161,8 +166,58 @@ class LocalServingMixin:
         if _pid_alive(pid, *SERVER_MARKERS):
             os.killpg(pid, signal.SIGKILL)
 
+    # --- the router's table: router/routes.json -------------------------------------------------------------------
+    @property
+    def routes_path(self) -> Path:
+        return self.root / "router" / "routes.json"
+
+    def _routes_change(self, change: Callable[[dict], dict | None]) -> None:
+        """Read the table, change it and write it back, under a lock so that writers in other processes (web,
+        workers, the router's start) lose nothing; written to a temporary file and renamed over the old one, so the
+        router reads either table whole. `change` edits the endpoints in place or returns new ones."""
+        path = self.routes_path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path.parent / "routes.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+                try:
+                    endpoints = json.loads(path.read_text())["endpoints"]
+                except FileNotFoundError:
+                    endpoints = {}
+                changed = change(endpoints)
+                endpoints = endpoints if changed is None else changed
+                tmp = path.with_name("routes.json.tmp")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the endpoints' keys
+                with os.fdopen(fd, "w") as fh:
+                    json.dump({"version": 1, "endpoints": endpoints}, fh, indent=1, sort_keys=True)
+                os.replace(tmp, path)
+        except (OSError, ValueError, KeyError) as exc:
+            raise BackendError(f"Could not update the router's table {path}: {exc}", permanent=False) from exc
+
+    def endpoint_configure(self, name: str, *, auth_enabled: bool, key: str, timeout_ms: int) -> None:
+        self._routes_change(lambda endpoints: endpoints.setdefault(name, {}).update(
+            auth_enabled=auth_enabled, key=key, timeout_ms=timeout_ms))
+
+    def deployment_route_set(self, *, endpoint_name: str, deployment_name: str, scoring_url: str) -> None:
+        self._routes_change(lambda endpoints: endpoints.setdefault(endpoint_name, {}).setdefault(
+            "deployments", {}).update({deployment_name: scoring_url}))
+
+    def deployment_route_remove(self, *, endpoint_name: str, deployment_name: str) -> None:
+        def change(endpoints):
+            endpoint = endpoints.get(endpoint_name, {})
+            endpoint.get("deployments", {}).pop(deployment_name, None)
+            endpoint.get("traffic", {}).pop(deployment_name, None)
+        self._routes_change(change)
+
     def endpoint_traffic_apply(self, *, endpoint_name: str, traffic: dict[str, int]) -> None:
-        """Nothing to do: the portal's router reads the weights from the database."""
+        """The router routes by these weights as soon as it sees the table change."""
+        self._routes_change(lambda endpoints: endpoints.setdefault(endpoint_name, {}).update(
+            traffic={name: percent for name, percent in traffic.items() if percent}))
+
+    def routing_replace(self, read: Callable[[], list[EndpointRouting]]) -> None:
+        self._routes_change(lambda endpoints: {e.name: {
+            "auth_enabled": e.auth_enabled, "key": e.key, "timeout_ms": e.timeout_ms, "deployments": e.deployments,
+            "traffic": {name: percent for name, percent in e.traffic.items() if percent}} for e in read()})
 
     def serving_notes(self, settings: dict) -> list[str]:
         notes = ["CPU and memory requests are not enforced: the server shares this machine."]
