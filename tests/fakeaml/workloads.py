@@ -112,7 +112,7 @@ class JobRun:
 
 
 class DeploymentServer:
-    """One deployment's inference server, started through the portal's local_server launcher."""
+    """One deployment's inference server, started through the portal's launcher (mlopsportal.backends.local.server)."""
 
     def __init__(self, folder: Path, port: int, code: Path, scoring_script: str, model: Path, timeout_ms: int,
                  env: dict[str, str] | None = None):
