@@ -189,7 +189,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "deployments.tasks.promotions_resume",
         "schedule": timedelta(seconds=int(os.environ.get("MLOPS_RESUME_STALE_EVERY", "30"))),
     },
-    "azureml-sync": {  # does nothing unless MLOPS_BACKEND is azureml
+    "azureml-sync": {  # does nothing on a backend without an inventory of its own (local)
         "task": "workspaces.tasks.azureml_sync",
         "schedule": timedelta(seconds=int(os.environ.get("MLOPS_SYNC_SECONDS", "300"))),
     },
@@ -204,6 +204,11 @@ MLOPS_BACKEND = os.environ.get("MLOPS_BACKEND", "local")
 MLOPS_BACKENDS = {
     "local": "mlopsportal.backends.local.LocalBackend",
     "azureml": "mlopsportal.backends.azureml.AzureMLBackend",
+    "fake": "mlopsportal.backends.fake.FakeBackend",  # in memory, for tests only
+}
+# What a backend is configured with, when the portal keeps it: a callable each backend receives as config_provider.
+MLOPS_BACKEND_CONFIG = {
+    "azureml": "workspaces.services.azureml_config",
 }
 # How the azureml backend signs in: a TokenCredential class from azure-identity (never a secret in the database).
 MLOPS_AZURE_CREDENTIAL = os.environ.get("MLOPS_AZURE_CREDENTIAL", "azure.identity.DefaultAzureCredential")

@@ -321,3 +321,21 @@ def test_local_traffic_apply_moves_the_routers_requests(tmp_path):
     table = json.loads(backend.routes_path.read_text())["endpoints"]
     assert table["e"]["traffic"] == {} and set(table["e"]["deployments"]) == {"blue", "green"}
     assert oct(backend.routes_path.stat().st_mode & 0o777) == "0o600"  # it holds the keys
+
+
+def test_router_reads_again_before_saying_no_deployment_takes_traffic(tmp_path):
+    """Traffic given to a deployment just before a request arrives: the router's table (refreshed only every minute
+    here) is read again instead of answering 503, so a promotion that just finished serves at once."""
+    backend = LocalBackend(root=tmp_path)
+
+    async def go():
+        async with Canned([OK, OK]) as blue:
+            backend.endpoint_configure("e", auth_enabled=False, key="", timeout_ms=5000)
+            backend.deployment_route_set(endpoint_name="e", deployment_name="blue", scoring_url=blue.url)
+            app = router.make_app(backend.routes_path, refresh=60)
+            async with test_utils.TestClient(test_utils.TestServer(app)) as client:  # read at start: no traffic
+                backend.endpoint_traffic_apply(endpoint_name="e", traffic={"blue": 100})
+                first = await client.post("/endpoints/e/score", data=b"{}")
+                return first.status, first.headers.get(router.DEPLOYMENT_HEADER)
+
+    assert asyncio.run(go()) == (200, "blue")

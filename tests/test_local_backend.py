@@ -9,6 +9,7 @@ import pytest
 from mlopsportal.backends import BackendError
 from mlopsportal.backends.local import LocalBackend
 from mlopsportal.lib import files
+from tests.conftest import ROOT
 
 
 def test_register_copies_outputs_with_checksums(tmp_path):
@@ -77,6 +78,28 @@ def test_tasks_retry_no_sooner_than_the_platform_asks(monkeypatch, task_path, se
         task(1)
     assert asked[0][1] == 30 and str(asked[0][0]) == "throttled"
     assert BackendError("busy", permanent=False).retry_countdown(0) == 5  # without Retry-After: the backoff
+
+
+def test_connection_check_writes_to_the_artifact_root(tmp_path):
+    checks = LocalBackend(root=tmp_path / "artifacts").connection_check()
+    assert [(c.check, c.ok) for c in checks] == [("Artifact folder", True), ("Inference server", True)]
+    assert not list((tmp_path / "artifacts").iterdir())  # the probe file is gone
+    (tmp_path / "taken").write_text("a file, not a folder")
+    [check] = LocalBackend(root=tmp_path / "taken").connection_check()
+    assert (check.check, check.ok) == ("Artifact folder", False) and "MLOPS_ARTIFACT_ROOT" in check.message
+
+
+def test_a_cancel_before_the_supervisor_started_is_not_lost(tmp_path):
+    """Cancel can come between submit and the detached supervisor writing its pid: it is left in the job folder."""
+    backend = LocalBackend(root=tmp_path)
+    job_dir = tmp_path / "jobs" / "run-1-cancel"
+    (job_dir / "code").mkdir(parents=True)
+    backend.training_cancel("run-1-cancel")  # no status.json yet
+    subprocess.run([sys.executable, "-m", "mlopsportal.backends.local.supervisor", "--foreground", "--job-dir",
+                    str(job_dir), "--timeout", "120", "--", sys.executable, "-c", "import time; time.sleep(60)"],
+                   cwd=ROOT, check=True, timeout=30)
+    status = backend.training_status("run-1-cancel")
+    assert (status.state, status.error) == ("failed", "Training canceled.")
 
 
 @pytest.mark.parametrize("module", ["mlopsportal.backends.local.server", "mlopsportal.backends.local_server"])

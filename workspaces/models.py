@@ -1,40 +1,21 @@
 """The Azure ML workspace the `azureml` backend works in: where it is, and what the portal last saw of it.
 
-Only the workspace's coordinates live here. Credentials never do: they come from azure-identity's
-DefaultAzureCredential (environment variables, managed identity or an Azure CLI login) on the machine that runs the
-portal's web server and workers.
+Only the workspace's coordinates live here (the backend receives them through workspaces.services.azureml_config).
+Credentials never do: they come from azure-identity's DefaultAzureCredential (environment variables, managed
+identity or an Azure CLI login) on the machine that runs the portal's web server and workers.
 """
-from dataclasses import dataclass
-
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+
+from mlopsportal.backends.azureml import AzureMLConfig
+from mlopsportal.backends.base import ConnectionCheck
 
 GUID = RegexValidator(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
                       "A subscription ID looks like 00000000-0000-0000-0000-000000000000.")
 AZURE_NAME = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9_.()-]{0,89}$", "Letters, digits, '-', '_', '.' and '()' only.")
 COMPUTE_NAME = RegexValidator(r"^[A-Za-z][A-Za-z0-9-]{1,31}$",
                               "2–32 letters, digits or '-', starting with a letter (Azure's rule for computes).")
-
-
-@dataclass(frozen=True)
-class WorkspaceConfig:
-    subscription_id: str
-    resource_group: str
-    workspace_name: str
-    aks_compute: str
-    training_cluster: str
-    staging_on: str
-    managed_instance_type: str
-    training_environment: str
-    inference_environment: str
-
-    @property
-    def missing(self) -> list[str]:
-        labels = {"subscription_id": "subscription ID", "resource_group": "resource group",
-                  "workspace_name": "workspace name", "aks_compute": "AKS compute name",
-                  "training_cluster": "training cluster"}
-        return [label for field, label in labels.items() if not getattr(self, field)]
 
 
 class AzureMLWorkspace(models.Model):
@@ -84,8 +65,13 @@ class AzureMLWorkspace(models.Model):
         workspace, _ = cls.objects.get_or_create(pk=1)
         return workspace
 
-    def config(self) -> WorkspaceConfig:
-        return WorkspaceConfig(
+    @property
+    def checks(self) -> list[ConnectionCheck]:
+        """The last "Test connection", as the backend reported it."""
+        return [ConnectionCheck(**result) for result in self.check_results]
+
+    def config(self) -> AzureMLConfig:
+        return AzureMLConfig(
             subscription_id=self.subscription_id, resource_group=self.resource_group,
             workspace_name=self.workspace_name, aks_compute=self.aks_compute, training_cluster=self.training_cluster,
             staging_on=self.staging_on, managed_instance_type=self.managed_instance_type,

@@ -1,4 +1,7 @@
-"""Writes for the workspace settings: edits by admins, and the result of "Test connection"."""
+"""Writes for the workspace settings: edits by admins, and the result of "Test connection"; and the settings as the
+azureml backend reads them (settings.MLOPS_BACKEND_CONFIG names azureml_config)."""
+from dataclasses import asdict
+
 from django.db import transaction
 from django.forms.models import model_to_dict
 from django.utils import timezone
@@ -6,11 +9,17 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from audit.services import audit_record
 from mlopsportal.backends import get_backend
+from mlopsportal.backends.azureml import AzureMLConfig
 
 from .models import AzureMLWorkspace
 
 FIELDS = ["subscription_id", "resource_group", "workspace_name", "aks_compute", "training_cluster", "staging_on",
           "managed_instance_type", "training_environment", "inference_environment"]
+
+
+def azureml_config() -> AzureMLConfig:
+    """The saved workspace settings, for the azureml backend (read afresh each time: an admin may change them)."""
+    return AzureMLWorkspace.load().config()
 
 
 def workspace_update(*, form, actor) -> AzureMLWorkspace:
@@ -32,12 +41,12 @@ def workspace_update(*, form, actor) -> AzureMLWorkspace:
 def workspace_connection_test(*, actor) -> AzureMLWorkspace:
     """Try the saved settings against Azure, step by step, and keep what happened."""
     workspace = AzureMLWorkspace.load()
-    results = get_backend("azureml").connection_check(workspace.config())
-    ok = all(r["ok"] for r in results)
+    results = get_backend("azureml").connection_check()
+    ok = all(r.ok for r in results)
     AzureMLWorkspace.objects.filter(pk=workspace.pk).update(checked_at=timezone.now(), check_ok=ok,
-                                                            check_results=results)
+                                                            check_results=[asdict(r) for r in results])
     audit_record(actor=actor, action=AuditEvent.Action.UPDATE, target=workspace,
                  summary="tested the Azure ML connection: " + ("it works" if ok else
-                                                               next(r["message"] for r in results if not r["ok"])))
+                                                               next(r.message for r in results if not r.ok)))
     workspace.refresh_from_db()
     return workspace

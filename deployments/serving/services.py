@@ -394,6 +394,63 @@ def profile_import(*, name: str, text: str, actor):
     return profile, result
 
 
+# --- what the platform changed outside the portal (the sync) --------------------------------------------------------
+def deployment_adopt(*, endpoint: Endpoint, name: str, version: ModelVersion, healthy: bool, ref: dict,
+                     scoring_url: str, summary: str) -> Deployment:
+    """A row for a deployment found on the platform that the portal did not make; audited as the system's."""
+    now = timezone.now()
+    with transaction.atomic():
+        deployment = Deployment.objects.create(
+            endpoint=endpoint, name=name, model_version=version, serving_settings=endpoint.profile.serving_settings(),
+            status=Status.HEALTHY if healthy else Status.UNHEALTHY, backend_ref=ref, scoring_url=scoring_url,
+            changed_outside=summary[:300], healthy_at=now)
+        audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=deployment, via="system",
+                     summary=f"deployment {deployment} was {summary}")
+    return deployment
+
+
+def deployment_gone(*, deployment: Deployment, summary: str) -> bool:
+    """Mark a deployment the platform no longer has as deleted (it serves nothing); audited as the system's."""
+    with transaction.atomic():
+        marked = Deployment.objects.filter(pk=deployment.pk, status__in=[Status.HEALTHY, Status.UNHEALTHY]).update(
+            status=Status.DELETED, traffic=0, deleted_at=timezone.now(), changed_outside=summary[:300])
+        if marked:
+            audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=deployment, via="system",
+                         summary=f"deployment {deployment} was {summary}")
+    return bool(marked)
+
+
+def endpoint_traffic_record(*, endpoint: Endpoint, traffic: dict[str, int], summary: str) -> str:
+    """Take over the split the platform routes by (set outside the portal): the rows say what clients reach.
+    Returns the split in words when it changed, else ""."""
+    with transaction.atomic():
+        endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+        live = {d.name: d for d in endpoint.deployments.filter(status__in=Deployment.LIVE)}
+        before = {name: d.traffic for name, d in live.items()}
+        after = {name: int(traffic.get(name, 0)) for name in live}
+        if before == after or sum(after.values()) not in (0, 100):
+            return ""
+        for name, deployment in live.items():
+            Deployment.objects.filter(pk=deployment.pk).update(traffic=after[name])
+        text = ", ".join(f"{n} {p}%" for n, p in sorted(after.items()))
+        Endpoint.objects.filter(pk=endpoint.pk).update(traffic_updated_at=timezone.now(),
+                                                       changed_outside=f"traffic set to {text} {summary}"[:300])
+        audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=endpoint, via="system",
+                     summary=f"traffic of {endpoint.name} was set to {text} {summary}",
+                     changes={"traffic": [before, after]})
+    return text
+
+
+def endpoint_gone(*, endpoint: Endpoint, summary: str) -> None:
+    """The platform no longer has the endpoint: its live deployments are deleted with it; audited."""
+    with transaction.atomic():
+        endpoint.deployments.filter(status__in=Deployment.LIVE).update(
+            status=Status.DELETED, traffic=0, deleted_at=timezone.now(), changed_outside=summary[:300])
+        Endpoint.objects.filter(pk=endpoint.pk).update(platform_scoring_url="", changed_outside=summary[:300])
+        audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=endpoint, via="system",
+                     summary=f"endpoint {endpoint.name} was {summary}")
+
+
 # --- rollback -----------------------------------------------------------------------------------------------------
 def rollback_target(live: list[Deployment]) -> tuple[Deployment, Deployment] | None:
     """(the deployment serving most traffic now, the newest other healthy deployment: the one a rollback sends all

@@ -1,4 +1,9 @@
-"""ML-platform backends, chosen by settings.MLOPS_BACKEND and imported lazily."""
+"""ML-platform backends, chosen by settings.MLOPS_BACKEND and imported lazily.
+
+A backend imports no Django app. When it needs configuration that the portal keeps (the Azure ML workspace's
+coordinates, say), settings.MLOPS_BACKEND_CONFIG names a callable that returns it, and the backend receives that
+callable as `config_provider`.
+"""
 from functools import lru_cache
 
 from django.conf import settings
@@ -15,7 +20,11 @@ def _load(name: str) -> MLBackend:
         dotted = settings.MLOPS_BACKENDS[name]
     except KeyError:
         raise BackendError(f"Unknown ML backend '{name}'. Choose one of: {', '.join(settings.MLOPS_BACKENDS)}.") from None
-    return import_string(dotted)()
+    backend_class = import_string(dotted)
+    provider = settings.MLOPS_BACKEND_CONFIG.get(name)
+    if provider:
+        return backend_class(config_provider=import_string(provider))
+    return backend_class()
 
 
 def get_backend(name: str | None = None) -> MLBackend:

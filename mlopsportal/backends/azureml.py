@@ -22,7 +22,9 @@ import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,11 +35,20 @@ from mlopsportal.examples import Example
 from mlopsportal.lib import files
 
 from .base import (
+    BUSY,
+    FAILED,
+    READY,
     BackendError,
     ComputeTarget,
+    ConnectionCheck,
     DeployedRef,
     DeploymentState,
     EndpointAccess,
+    Inventory,
+    InventoryDeployment,
+    InventoryEndpoint,
+    InventoryModel,
+    InventoryVersion,
     MLBackend,
     RegisteredArtifact,
     ServingSpec,
@@ -60,6 +71,28 @@ TRANSPORT = {"connection_timeout": 10, "read_timeout": 60}
 MAX_INLINE_RETRY_AFTER = 10
 SIGN_IN_HINT = ("Sign in on the machine that runs the portal with `az login`, or set AZURE_TENANT_ID, "
                 "AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or run it with a managed identity.")
+
+
+@dataclass(frozen=True)
+class AzureMLConfig:
+    """Where the workspace is and how to use it: what the backend's configuration provider returns (the portal
+    builds it from its workspace settings; see settings.MLOPS_BACKEND_CONFIG)."""
+    subscription_id: str
+    resource_group: str
+    workspace_name: str
+    aks_compute: str
+    training_cluster: str
+    staging_on: str  # "managed" or "kubernetes": where staging endpoints are created
+    managed_instance_type: str
+    training_environment: str
+    inference_environment: str
+
+    @property
+    def missing(self) -> list[str]:
+        labels = {"subscription_id": "subscription ID", "resource_group": "resource group",
+                  "workspace_name": "workspace name", "aks_compute": "AKS compute name",
+                  "training_cluster": "training cluster"}
+        return [label for field, label in labels.items() if not getattr(self, field)]
 
 
 def retry_policy():
@@ -142,6 +175,25 @@ def _model_uri(model) -> str:
     return text if text.startswith(URI_PREFIX) else ""
 
 
+def _model_parts(uri: str) -> tuple[str, int | None]:
+    """The model name and version number of an `azureml:<name>:<version>` URI (("", None) when it is not one)."""
+    if not uri.startswith(URI_PREFIX) or uri.count(":") != 2:
+        return "", None
+    _, name, version = uri.split(":")
+    return name, int(version) if version.isdigit() else None
+
+
+def _neutral_state(provisioning_state) -> str:
+    """Azure's provisioning state of an endpoint or deployment in the portal's words."""
+    if provisioning_state == "Succeeded":
+        return READY
+    return BUSY if provisioning_state in BUSY_PROVISIONING else FAILED
+
+
+def _kind_of(endpoint) -> str:
+    return "managed" if type(endpoint).__name__.startswith("Managed") else "kubernetes"
+
+
 def _not_found(exc: BaseException) -> bool:
     from azure.core.exceptions import ResourceNotFoundError
 
@@ -175,17 +227,23 @@ class AzureMLBackend(MLBackend):
     name = "azureml"
     heals_itself = True
 
-    def __init__(self, root: Path | None = None):
+    def __init__(self, root: Path | None = None, *, config_provider: Callable[[], AzureMLConfig] | None = None):
         self.root = Path(root or settings.MLOPS_ARTIFACT_ROOT) / "azureml"
+        self._config_provider = config_provider
         self._lock = threading.Lock()
         self._clients: dict = {}
         self._credentials: dict = {}
 
     # --- connection -------------------------------------------------------------------------------------------
-    def config(self):
-        from workspaces.models import AzureMLWorkspace
+    def _provided_config(self) -> AzureMLConfig:
+        """The workspace settings as they are now (they can change at any time: read them for each operation)."""
+        if self._config_provider is None:
+            raise BackendError("The azureml backend has no configuration provider: settings.MLOPS_BACKEND_CONFIG "
+                               "must name one for 'azureml'.")
+        return self._config_provider()
 
-        config = AzureMLWorkspace.load().config()
+    def config(self) -> AzureMLConfig:
+        config = self._provided_config()
         if config.missing:
             raise BackendError("The Azure ML workspace is not set up: an admin sets the "
                                + ", ".join(config.missing) + " on the Workspace page.")
@@ -225,14 +283,19 @@ class AzureMLBackend(MLBackend):
                 self._clients[key] = client
         return client
 
-    def connection_check(self, config) -> list[dict]:
-        """What "Test connection" shows: each check in turn, stopping at the first that fails."""
+    def connection_check(self) -> list[ConnectionCheck]:
+        """Settings, credentials, the workspace and its two computes, in that order."""
         results = []
 
         def record(check: str, ok: bool, message: str) -> bool:
-            results.append({"check": check, "ok": ok, "message": message})
+            results.append(ConnectionCheck(check, ok, message))
             return ok
 
+        try:
+            config = self._provided_config()
+        except BackendError as exc:
+            record("Settings", False, str(exc))
+            return results
         if config.missing:
             record("Settings", False, "Missing: " + ", ".join(config.missing) + ".")
             return results
@@ -281,9 +344,7 @@ class AzureMLBackend(MLBackend):
 
     # --- training ---------------------------------------------------------------------------------------------
     def compute_targets(self) -> list[ComputeTarget]:
-        from workspaces.models import AzureMLWorkspace
-
-        cluster = AzureMLWorkspace.load().training_cluster
+        cluster = self._provided_config().training_cluster
         return [ComputeTarget(cluster, "Azure ML compute cluster")] if cluster else []
 
     @staticmethod
@@ -522,7 +583,7 @@ class AzureMLBackend(MLBackend):
             if endpoint.provisioning_state != "Succeeded":
                 return DeploymentState("starting")  # the endpoint is still being created (or updated)
             # The endpoint's own kind decides the deployment's (the staging setting may have changed since).
-            kind = "managed" if type(endpoint).__name__.startswith("Managed") else "kubernetes"
+            kind = _kind_of(endpoint)
             with calling(f"Creating deployment {name} on {endpoint_name}"):
                 ml.online_deployments.begin_create_or_update(self._deployment_entity(config, {**ref, "kind": kind}))
             return DeploymentState("starting")
@@ -575,24 +636,34 @@ class AzureMLBackend(MLBackend):
         return EndpointAccess(scoring_url=endpoint.scoring_uri or "", key=getattr(keys, "primary_key", "") or "")
 
     # --- what the workspace holds, for the sync ---------------------------------------------------------------
-    def inventory(self) -> dict:
-        """Endpoints (with deployments and traffic) and model versions, as plain data."""
+    def inventory(self) -> Inventory:
+        """The workspace's endpoints (with deployments and traffic) and model versions. Production endpoints are the
+        Kubernetes ones; a managed endpoint is staging (a Kubernetes staging endpoint is not told apart)."""
         ml = self.client()
         endpoints = []
         with calling("Listing endpoints"):
             for endpoint in ml.online_endpoints.list():
-                deployments = [{"name": d.name, "model": _model_uri(d.model), "state": d.provisioning_state}
-                               for d in ml.online_deployments.list(endpoint.name)]
-                endpoints.append({
-                    "name": endpoint.name, "kind": "managed" if endpoint.__class__.__name__.startswith("Managed")
-                    else "kubernetes", "state": endpoint.provisioning_state, "scoring_url": endpoint.scoring_uri or "",
-                    "traffic": {k: int(v) for k, v in (endpoint.traffic or {}).items()}, "deployments": deployments})
-        models: dict[str, list[int]] = {}
+                kind = _kind_of(endpoint)
+                deployments = []
+                for d in ml.online_deployments.list(endpoint.name):
+                    uri = _model_uri(d.model)
+                    model_name, model_version = _model_parts(uri)
+                    deployments.append(InventoryDeployment(
+                        name=d.name, state=_neutral_state(d.provisioning_state), artifact_uri=uri,
+                        model_name=model_name, model_version=model_version,
+                        ref={"endpoint": endpoint.name, "deployment": d.name, "kind": kind, "model": uri}))
+                endpoints.append(InventoryEndpoint(
+                    name=endpoint.name, stage="production" if kind == "kubernetes" else "staging",
+                    state=_neutral_state(endpoint.provisioning_state), scoring_url=endpoint.scoring_uri or "",
+                    traffic={k: int(v) for k, v in (endpoint.traffic or {}).items()}, deployments=tuple(deployments)))
+        models = []
         with calling("Listing models"):
             for container in ml.models.list():
-                versions = [int(m.version) for m in ml.models.list(name=container.name) if str(m.version).isdigit()]
-                models[container.name] = sorted(versions)
-        return {"endpoints": endpoints, "models": models}
+                numbers = sorted(int(m.version) for m in ml.models.list(name=container.name)
+                                 if str(m.version).isdigit())
+                models.append(InventoryModel(name=container.name, versions=tuple(
+                    InventoryVersion(n, f"{URI_PREFIX}{container.name}:{n}") for n in numbers)))
+        return Inventory(models=tuple(sorted(models, key=lambda m: m.name)), endpoints=tuple(endpoints))
 
     def serving_notes(self, settings: dict) -> list[str]:
         notes = []

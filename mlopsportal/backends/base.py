@@ -1,7 +1,11 @@
-"""The interface every ML-platform backend implements: training jobs, model registration, artifact access.
+"""The interface every ML-platform backend implements: training jobs, model registration, artifact access, serving,
+what the platform holds and whether it can be reached.
 
-Backends return plain dataclasses and raise BackendError; they know nothing about our database rows. Long work is
-submitted and then polled (never waited on), which is how both a local subprocess and an Azure ML job behave.
+Backends return frozen dataclasses in the portal's own words (states such as "ready" or "healthy", stages such as
+"production") and raise BackendError; they know nothing about our database rows and import no Django app. What a
+backend needs to know about its platform (a workspace's coordinates, say) is handed to it by `get_backend`, from the
+provider that settings.MLOPS_BACKEND_CONFIG names. Long work is submitted and then polled (never waited on), which is
+how both a local subprocess and an Azure ML job behave.
 """
 from __future__ import annotations
 
@@ -120,10 +124,71 @@ class DeploymentState:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class ConnectionCheck:
+    """One step of "Test connection": what was checked, whether it passed, and what was found, in words."""
+    check: str
+    ok: bool
+    message: str
+
+
+# What the platform reports of a resource it holds, in the portal's words.
+READY, BUSY, FAILED = "ready", "busy", "failed"  # busy: being created, updated, scaled or deleted
+
+
+@dataclass(frozen=True)
+class InventoryVersion:
+    number: int
+    artifact_uri: str  # what the portal stores as the version's artifact_uri
+
+
+@dataclass(frozen=True)
+class InventoryModel:
+    name: str
+    versions: tuple[InventoryVersion, ...]
+
+
+@dataclass(frozen=True)
+class InventoryDeployment:
+    name: str
+    state: str  # READY, BUSY or FAILED
+    artifact_uri: str  # the model version it serves ("" when the platform does not say)
+    model_name: str  # the same, parsed: the registered model's name ("" when unknown)
+    model_version: int | None  # and its version number
+    ref: dict  # what the portal stores (Deployment.backend_ref) to find the deployment again
+
+
+@dataclass(frozen=True)
+class InventoryEndpoint:
+    name: str
+    stage: str  # "production" or "staging"
+    state: str  # READY, BUSY or FAILED
+    scoring_url: str
+    traffic: dict[str, int]  # deployment name -> percent, as the platform routes now
+    deployments: tuple[InventoryDeployment, ...]
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Everything the platform holds that the portal may have made: model versions and endpoints."""
+    models: tuple[InventoryModel, ...]
+    endpoints: tuple[InventoryEndpoint, ...]
+
+
 class MLBackend(abc.ABC):
     name: str
     # True when the platform keeps deployments running itself (a deployment being updated there still serves).
     heals_itself: bool = False
+
+    # --- the platform -----------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def connection_check(self) -> list[ConnectionCheck]:
+        """What "Test connection" shows: each check in turn, stopping at the first that fails. Never raises."""
+
+    def inventory(self) -> Inventory | None:
+        """What the platform holds, to find what changed there outside the portal; None when nothing can (the
+        portal's own records are the truth)."""
+        return None
 
     # --- training ---------------------------------------------------------------------------------------------
     @abc.abstractmethod

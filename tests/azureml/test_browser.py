@@ -7,10 +7,8 @@ from deployments.serving import services
 from mlopsportal.backends import get_backend
 from models_registry import services as registry
 from models_registry.models import ModelVersion
-from tests.conftest import ARTIFACTS, PASSWORD, wait_for
+from tests.conftest import ARTIFACTS, AZURE_WORKSPACE, PASSWORD, wait_for
 from workspaces.models import AzureMLWorkspace
-
-from .conftest import WORKSPACE
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -38,12 +36,12 @@ def test_admin_connects_the_workspace_and_an_engineer_trains_on_it(live_server, 
         "[data-testid=check-results]")
 
     page.fill("input[name=subscription_id]", "not-a-guid")
-    page.fill("input[name=workspace_name]", WORKSPACE["workspace_name"])
+    page.fill("input[name=workspace_name]", AZURE_WORKSPACE["workspace_name"])
     page.click("button:has-text('Save')")
     assert "A subscription ID looks like" in page.content()
-    page.fill("input[name=subscription_id]", WORKSPACE["subscription_id"])
-    page.fill("input[name=aks_compute]", WORKSPACE["aks_compute"])
-    page.fill("input[name=training_cluster]", WORKSPACE["training_cluster"])
+    page.fill("input[name=subscription_id]", AZURE_WORKSPACE["subscription_id"])
+    page.fill("input[name=aks_compute]", AZURE_WORKSPACE["aks_compute"])
+    page.fill("input[name=training_cluster]", AZURE_WORKSPACE["training_cluster"])
     page.click("button:has-text('Save')")
     page.click("[data-testid=test-connection]")
     page.wait_for_selector("[data-testid=check-status]:has-text('works')")

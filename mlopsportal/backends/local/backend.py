@@ -12,6 +12,7 @@ Layout under settings.MLOPS_ARTIFACT_ROOT:
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +36,7 @@ from mlopsportal.lib import files
 from ..base import (
     BackendError,
     ComputeTarget,
+    ConnectionCheck,
     DeployedRef,
     DeploymentState,
     EndpointRouting,
@@ -44,6 +47,7 @@ from ..base import (
     TrainingSubmission,
     open_artifact_file,
 )
+from .supervisor import CANCEL_FILE
 
 URI_PREFIX = "local:"
 # How long a submitted job may go without a status file before we call it lost.
@@ -235,6 +239,27 @@ class LocalBackend(LocalServingMixin, MLBackend):
     def __init__(self, root: Path | None = None):
         self.root = Path(root or settings.MLOPS_ARTIFACT_ROOT)
 
+    # --- the platform: this machine ---------------------------------------------------------------------------
+    def connection_check(self) -> list[ConnectionCheck]:
+        """The artifact folder takes files, and the inference server that deployments run is installed."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-check-"):
+                pass
+            free_gb = shutil.disk_usage(self.root).free / 1e9
+        except OSError as exc:
+            return [ConnectionCheck("Artifact folder", False,
+                                    f"Cannot write to {self.root}: {exc.strerror or exc}. Set MLOPS_ARTIFACT_ROOT "
+                                    "(or MLOPS_DATA_DIR) to a folder the portal's user may write.")]
+        results = [ConnectionCheck("Artifact folder", True, f"{self.root} is writable ({free_gb:.1f} GB free).")]
+        if importlib.util.find_spec("azureml_inference_server_http") is None:
+            results.append(ConnectionCheck(
+                "Inference server", False, f"azureml-inference-server-http is not installed for {sys.executable}: "
+                                           "deployments cannot start. Install requirements.txt."))
+        else:
+            results.append(ConnectionCheck("Inference server", True, "azureml-inference-server-http is installed."))
+        return results
+
     # --- training ---------------------------------------------------------------------------------------------
     def compute_targets(self) -> list[ComputeTarget]:
         return [ComputeTarget("local", "This machine: a subprocess beside the worker")]
@@ -323,10 +348,15 @@ class LocalBackend(LocalServingMixin, MLBackend):
 
     def training_cancel(self, job_id: str) -> None:
         job_dir = self._job_dir(job_id)
+        if not job_dir.is_dir():
+            return
         try:
             status = json.loads((job_dir / "status.json").read_text())
         except (OSError, ValueError):
+            status = {}  # not started yet, or being rewritten: the supervisor finds the cancel file
+        if status.get("state") in ("succeeded", "failed"):
             return
+        (job_dir / CANCEL_FILE).touch()
         pid = int(status.get("supervisor_pid", 0))
         if status.get("state") == "running" and pid and _pid_alive(pid, str(job_dir)):
             os.kill(pid, signal.SIGTERM)

@@ -157,10 +157,12 @@ async def score(request: web.Request) -> web.Response:
             route = (await routing.table_as_of(arrival)).get(name, route)
         if chosen not in route.deployments:
             return _error(404, f"Endpoint {name} has no serving deployment named {chosen}.")
-    elif route.names:
-        chosen = route.names[0] if len(route.names) == 1 else random.choices(route.names, route.weights)[0]
     else:
-        return _error(503, f"No deployment of endpoint {name} takes traffic.")
+        if not route.names:  # traffic may have been given to a deployment just before this request: read again
+            route = (await routing.table_as_of(arrival)).get(name, route)
+        if not route.names:
+            return _error(503, f"No deployment of endpoint {name} takes traffic.")
+        chosen = route.names[0] if len(route.names) == 1 else random.choices(route.names, route.weights)[0]
     body = await request.read()
     try:
         async with asyncio.timeout(route.timeout_s):

@@ -18,6 +18,8 @@ from pathlib import Path
 from mlopsportal.lib.process import detach
 
 TERM_GRACE_SECONDS = 5
+# Left in the job folder by a cancel that came before this supervisor wrote its pid (or as well as its SIGTERM).
+CANCEL_FILE = "cancel-requested"
 
 
 def write_status(job_dir: Path, **fields) -> None:
@@ -74,6 +76,8 @@ def supervise(job_dir: Path, timeout: float, command: list[str]) -> int:
         write_status(job_dir, state="running", supervisor_pid=os.getpid(), child_pid=child.pid, started_at=started)
         deadline = time.monotonic() + timeout
         while child.poll() is None:
+            if not stop_reason and (job_dir / CANCEL_FILE).exists():
+                stop_reason = "canceled"
             if not stop_reason and time.monotonic() > deadline:
                 stop_reason = f"timed out after {timeout:g} s"
             if stop_reason:
