@@ -9,8 +9,8 @@ import struct
 import pytest
 from aiohttp import test_utils
 
-from deployments.serving import router
 from deployments.verification import stress as loadtest
+from mlopsportal.backends.local import LocalBackend, router
 from mlopsportal.lib import http1
 
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{"prediction": 1}'
@@ -239,16 +239,20 @@ def test_stress_engine_counts_transport_failures_by_kind_and_sends_its_headers()
     assert not any(line.startswith(b"Content-Type:") for line in lines)  # the plan's own replaced the default
 
 
-def test_router_answers_408_on_timeout_and_502_when_the_deployment_is_gone(monkeypatch):
-    """The router in-process, its routing table given: a deployment slower than the endpoint's timeout gets 408
-    (and the router hangs up on it); one whose server is gone gets 502 naming it; both say which deployment."""
+def test_router_answers_408_on_timeout_and_502_when_the_deployment_is_gone(tmp_path):
+    """The router in-process, on a routes file the local backend wrote: a deployment slower than the endpoint's
+    timeout gets 408 (and the router hangs up on it); one whose server is gone gets 502 naming it; both say which
+    deployment."""
+    backend = LocalBackend(root=tmp_path)
+
     async def go():
         async with Canned([OK], hold=2) as slow, Canned([OK]) as fine:
             urls = {"slow": slow.url, "gone": f"http://127.0.0.1:{free_port()}/score", "fine": fine.url}
-            table = {"e": router.Route(auth_enabled=False, key=b"", timeout_s=0.3, deployments={
-                name: http1.Target.from_url(url, keep_alive=False) for name, url in urls.items()})}
-            monkeypatch.setattr(router, "load_table", lambda: table)
-            async with test_utils.TestClient(test_utils.TestServer(router.make_app(refresh=60))) as client:
+            backend.endpoint_configure("e", auth_enabled=False, key="", timeout_ms=300)
+            for name, url in urls.items():
+                backend.deployment_route_set(endpoint_name="e", deployment_name=name, scoring_url=url)
+            app = router.make_app(backend.routes_path, refresh=60)
+            async with test_utils.TestClient(test_utils.TestServer(app)) as client:
                 answers = {}
                 for name in urls:
                     response = await client.post("/endpoints/e/score", data=b'{"a": 1}',
@@ -266,20 +270,72 @@ def test_router_answers_408_on_timeout_and_502_when_the_deployment_is_gone(monke
     assert received[0][1].endswith(b'\r\n\r\n{"a": 1}')
 
 
-def test_router_reads_again_before_saying_no_deployment_takes_traffic(monkeypatch):
+def test_local_traffic_apply_moves_the_routers_requests(tmp_path):
+    """The local backend's traffic step is what the router routes by: weights written with endpoint_traffic_apply
+    move requests from blue to green on a running router (no restart, no database), none at all is a 503; the key
+    is checked when auth is on; an endpoint not in the table is a 404 and one added later is found on the miss."""
+    backend = LocalBackend(root=tmp_path)
+    blue_ok = OK.replace(b'{"prediction": 1}', b'{"prediction": 7}')
+
+    async def go():
+        async with Canned([blue_ok] * 20) as blue, Canned([OK] * 20) as green:
+            backend.endpoint_configure("e", auth_enabled=True, key="k1", timeout_ms=5000)
+            backend.deployment_route_set(endpoint_name="e", deployment_name="blue", scoring_url=blue.url)
+            backend.deployment_route_set(endpoint_name="e", deployment_name="green", scoring_url=green.url)
+            app = router.make_app(backend.routes_path, refresh=0.05)
+            async with test_utils.TestClient(test_utils.TestServer(app)) as client:
+                async def send(endpoint="e", key="k1"):
+                    response = await client.post(f"/endpoints/{endpoint}/score", data=b"{}",
+                                                 headers={"Authorization": f"Bearer {key}"})
+                    return response.status, response.headers.get(router.DEPLOYMENT_HEADER), await response.text()
+
+                async def settled(expected):  # the router checks the file every 0.05 s
+                    for _ in range(100):
+                        answer = await send()
+                        if answer[:2] == expected:
+                            return answer
+                        await asyncio.sleep(0.02)
+                    return answer
+
+                seen = {"none yet": await send()}
+                backend.endpoint_traffic_apply(endpoint_name="e", traffic={"blue": 100, "green": 0})
+                seen["blue"] = await settled((200, "blue"))
+                seen["blue again"] = [(await send())[1] for _ in range(5)]
+                backend.endpoint_traffic_apply(endpoint_name="e", traffic={"blue": 0, "green": 100})
+                seen["green"] = await settled((200, "green"))
+                seen["green again"] = [(await send())[1] for _ in range(5)]
+                seen["wrong key"] = (await send(key="k2"))[0]
+                seen["unknown"] = (await send("later"))[0]
+                backend.endpoint_configure("later", auth_enabled=False, key="", timeout_ms=5000)
+                seen["later"] = (await send("later"))[0]  # found at once: a miss reads the table again
+                backend.endpoint_traffic_apply(endpoint_name="e", traffic={"blue": 0, "green": 0})
+                seen["no traffic"] = await settled((503, None))
+        return seen
+
+    seen = asyncio.run(go())
+    assert seen["none yet"][0] == 503
+    assert seen["blue"] == (200, "blue", '{"prediction": 7}') and seen["blue again"] == ["blue"] * 5
+    assert seen["green"] == (200, "green", '{"prediction": 1}') and seen["green again"] == ["green"] * 5
+    assert seen["wrong key"] == 401 and seen["unknown"] == 404 and seen["later"] == 503
+    assert "takes traffic" in seen["no traffic"][2]
+    table = json.loads(backend.routes_path.read_text())["endpoints"]
+    assert table["e"]["traffic"] == {} and set(table["e"]["deployments"]) == {"blue", "green"}
+    assert oct(backend.routes_path.stat().st_mode & 0o777) == "0o600"  # it holds the keys
+
+
+def test_router_reads_again_before_saying_no_deployment_takes_traffic(tmp_path):
     """Traffic given to a deployment just before a request arrives: the router's table (refreshed only every minute
     here) is read again instead of answering 503, so a promotion that just finished serves at once."""
+    backend = LocalBackend(root=tmp_path)
+
     async def go():
         async with Canned([OK, OK]) as blue:
-            target = {"blue": http1.Target.from_url(blue.url, keep_alive=False)}
-            tables = [{"e": router.Route(auth_enabled=False, key=b"", timeout_s=5, deployments=target)},
-                      {"e": router.Route(auth_enabled=False, key=b"", timeout_s=5, deployments=target,
-                                         names=["blue"], weights=[100])}]
-            reads = []
-            monkeypatch.setattr(router, "load_table", lambda: reads.append(1) or tables[min(len(reads), 2) - 1])
-            async with test_utils.TestClient(test_utils.TestServer(router.make_app(refresh=60))) as client:
+            backend.endpoint_configure("e", auth_enabled=False, key="", timeout_ms=5000)
+            backend.deployment_route_set(endpoint_name="e", deployment_name="blue", scoring_url=blue.url)
+            app = router.make_app(backend.routes_path, refresh=60)
+            async with test_utils.TestClient(test_utils.TestServer(app)) as client:  # read at start: no traffic
+                backend.endpoint_traffic_apply(endpoint_name="e", traffic={"blue": 100})
                 first = await client.post("/endpoints/e/score", data=b"{}")
-                return first.status, first.headers.get(router.DEPLOYMENT_HEADER), len(reads)
+                return first.status, first.headers.get(router.DEPLOYMENT_HEADER)
 
-    status, served_by, reads = asyncio.run(go())
-    assert (status, served_by) == (200, "blue") and reads == 2
+    assert asyncio.run(go()) == (200, "blue")

@@ -1,4 +1,6 @@
-"""The local backend's artifact store: checksums, atomic copies, and no way out of the artifact root."""
+"""The local backend's artifact store: checksums, atomic copies, and no way out of the artifact root; telling its
+deployment servers from other processes."""
+import json
 import subprocess
 import sys
 
@@ -93,8 +95,32 @@ def test_a_cancel_before_the_supervisor_started_is_not_lost(tmp_path):
     job_dir = tmp_path / "jobs" / "run-1-cancel"
     (job_dir / "code").mkdir(parents=True)
     backend.training_cancel("run-1-cancel")  # no status.json yet
-    subprocess.run([sys.executable, "-m", "mlopsportal.backends.local_supervisor", "--foreground", "--job-dir",
+    subprocess.run([sys.executable, "-m", "mlopsportal.backends.local.supervisor", "--foreground", "--job-dir",
                     str(job_dir), "--timeout", "120", "--", sys.executable, "-c", "import time; time.sleep(60)"],
                    cwd=ROOT, check=True, timeout=30)
     status = backend.training_status("run-1-cancel")
     assert (status.state, status.error) == ("failed", "Training canceled.")
+
+
+@pytest.mark.parametrize("module", ["mlopsportal.backends.local.server", "mlopsportal.backends.local_server"])
+def test_deployment_servers_started_before_and_after_the_package_move_are_recognised(tmp_path, module):
+    """A server started by an older portal (module local_server) is still known as alive, and deleting its
+    deployment still stops it; a process that is not a server, on a recycled pid, counts as exited."""
+    backend = LocalBackend(root=tmp_path)
+    folder = tmp_path / "deployments" / "e" / "blue-1"
+    folder.mkdir(parents=True)
+    ref = {"dir": "deployments/e/blue-1", "port": 9}
+    # The stand-in's command line carries the module's name the way `python -m <module>` does.
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", module])
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (folder / "server.json").write_text(json.dumps({"pid": stranger.pid, "port": 9}))
+        assert backend.deployment_state(ref).state == "failed"
+        (folder / "server.json").write_text(json.dumps({"pid": server.pid, "port": 9}))
+        assert backend.deployment_state(ref).state == "starting"  # alive; nothing answers on port 9
+        backend.deployment_delete(ref)
+        assert server.wait(5) == -15  # stopped by SIGTERM
+    finally:
+        for process in (server, stranger):
+            process.kill()
+            process.wait()

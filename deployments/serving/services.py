@@ -3,7 +3,9 @@
 A deployment is a row whose status the workers advance (creating -> healthy | failed; deleting -> deleted) by
 conditional updates; the pages read only the rows. These services are the only writers of a deployment's status:
 manual deploys, the promotion pipeline and the platform sync all come through them, so every transition is
-validated and audited in one place.
+validated and audited in one place. They also tell the backend what the portal's router needs (endpoints' settings,
+the deployments that answer, traffic); routing_publish gives it all of that again, so the router's table is right
+even when one of those calls did not get through.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from audit.services import audit_record
 from mlopsportal.backends import BackendError, get_backend
-from mlopsportal.backends.base import DeploymentState, ServingSpec
+from mlopsportal.backends.base import DeploymentState, EndpointRouting, ServingSpec
 from mlopsportal.lib.queue import enqueue
 from mlopsportal.lib.refusals import in_words
 from models_registry.models import ModelVersion
@@ -42,6 +44,11 @@ def endpoint_create(*, name: str, stage: str, profile: DeploymentProfile, actor,
         endpoint.save()
         audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=endpoint,
                      summary=f"created {endpoint.get_stage_display().lower()} endpoint {name}")
+    try:
+        get_backend().endpoint_configure(endpoint.name, auth_enabled=endpoint.auth_enabled, key=endpoint.key,
+                                         timeout_ms=endpoint.profile.request_timeout_ms)
+    except BackendError as exc:  # the endpoint exists; the next routing_publish (beat's reconcile) tells the router
+        log.warning("could not tell the ML platform about endpoint %s: %s", endpoint, exc)
     return endpoint
 
 
@@ -139,9 +146,11 @@ def deployment_poll(*, deployment_id: int) -> bool:
                 Endpoint.objects.filter(pk=deployment.endpoint_id).update(
                     platform_scoring_url=access.scoring_url, key=access.key or deployment.endpoint.key,
                     changed_outside="" if drift.startswith("deleted") else drift)  # it is there again
-            Deployment.objects.filter(pk=deployment_id, status=Status.CREATING).update(
-                status=Status.HEALTHY, healthy_at=now, last_checked_at=now, error="",
-                scoring_url=access.scoring_url if access is not None else deployment.scoring_url)
+            scoring_url = access.scoring_url if access is not None else deployment.scoring_url
+            made_healthy = Deployment.objects.filter(pk=deployment_id, status=Status.CREATING).update(
+                status=Status.HEALTHY, healthy_at=now, last_checked_at=now, error="", scoring_url=scoring_url)
+        if made_healthy:
+            _route_set(backend, deployment, scoring_url)
         return False
     if state.state == "failed":
         note = _delete_failed(backend, deployment)
@@ -157,6 +166,15 @@ def deployment_poll(*, deployment_id: int) -> bool:
         return False
     Deployment.objects.filter(pk=deployment_id).update(last_checked_at=now)
     return True
+
+
+def _route_set(backend, deployment: Deployment, scoring_url: str) -> None:
+    """Tell the backend where the deployment answers; if that fails, the next routing_publish does."""
+    try:
+        backend.deployment_route_set(endpoint_name=deployment.endpoint.name, deployment_name=deployment.name,
+                                     scoring_url=scoring_url)
+    except BackendError as exc:
+        log.warning("could not route to deployment %s: %s", deployment, exc)
 
 
 def _delete_failed(backend, deployment: Deployment) -> str:
@@ -241,8 +259,10 @@ def deployment_remove(*, deployment_id: int) -> None:
     deployment = Deployment.objects.select_related("endpoint").get(pk=deployment_id)
     if deployment.status != Status.DELETING:
         return
+    backend = get_backend()
+    # Routed no more before it stops; raises (and the task retries) when the backend cannot take that yet.
+    backend.deployment_route_remove(endpoint_name=deployment.endpoint.name, deployment_name=deployment.name)
     if deployment.backend_ref:
-        backend = get_backend()
         traffic = {d.name: d.traffic for d in deployment.endpoint.deployments.filter(status__in=Deployment.LIVE)}
         if not backend.endpoint_traffic_applied(endpoint_name=deployment.endpoint.name, traffic=traffic):
             raise BackendError(f"{deployment.endpoint.name} is still moving traffic; {deployment} is deleted once "
@@ -253,7 +273,8 @@ def deployment_remove(*, deployment_id: int) -> None:
 
 
 def deployments_reconcile() -> list[int]:
-    """Restart deployments whose server died; mark the ones that cannot come back. Returns the ids restarted."""
+    """Restart deployments whose server died; mark the ones that cannot come back; then publish the routing table.
+    Returns the ids restarted."""
     backend = get_backend()
     restarted = []
     for deployment in Deployment.objects.filter(status__in=[Status.HEALTHY, Status.UNHEALTHY]).select_related(
@@ -289,9 +310,33 @@ def deployments_reconcile() -> list[int]:
                 restarts=deployment.restarts + 1, last_checked_at=now, error=state.error[:2000])
             audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=deployment, via="system",
                          summary=f"restarted {deployment}: its server had stopped")
+        _route_set(backend, deployment, revived.scoring_url)
         log.warning("restarted deployment %s", deployment)
         restarted.append(deployment.pk)
+    try:
+        routing_publish()
+    except BackendError as exc:
+        log.warning("could not publish the routing table: %s", exc)
     return restarted
+
+
+def routing_publish() -> None:
+    """Give the backend the router's whole table from the database: every endpoint's auth, key and timeout, its
+    deployments that answer (healthy or unhealthy, as before) and their traffic. Run when the router starts and by
+    beat's reconcile, so a table that is missing (an installation upgraded from before it existed) or stale (a
+    profile edited in Django admin, a change the backend could not take) does not stay so."""
+    def read() -> list[EndpointRouting]:
+        endpoints = {endpoint.pk: EndpointRouting(name=endpoint.name, auth_enabled=endpoint.auth_enabled,
+                                                  key=endpoint.key, timeout_ms=endpoint.profile.request_timeout_ms)
+                     for endpoint in Endpoint.objects.select_related("profile")}
+        serving = Deployment.objects.filter(status__in=[Status.HEALTHY, Status.UNHEALTHY]).exclude(scoring_url="")
+        for deployment in serving:
+            endpoints[deployment.endpoint_id].deployments[deployment.name] = deployment.scoring_url
+            if deployment.traffic:
+                endpoints[deployment.endpoint_id].traffic[deployment.name] = deployment.traffic
+        return list(endpoints.values())
+
+    get_backend().routing_replace(read)
 
 
 def payload_parse(text: str) -> object:

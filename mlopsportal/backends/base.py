@@ -10,6 +10,7 @@ how both a local subprocess and an Azure ML job behave.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -97,6 +98,18 @@ class EndpointAccess:
     """Where clients send requests and the key they send, when the platform (not the portal's router) serves."""
     scoring_url: str
     key: str
+
+
+@dataclass(frozen=True)
+class EndpointRouting:
+    """All the portal's router needs of one endpoint: its auth, key and request timeout, the deployments that answer
+    (name -> scoring URL) and the traffic weights (name -> percent)."""
+    name: str
+    auth_enabled: bool
+    key: str
+    timeout_ms: int
+    deployments: dict[str, str] = field(default_factory=dict)
+    traffic: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -234,6 +247,25 @@ class MLBackend(abc.ABC):
     def endpoint_traffic_applied(self, *, endpoint_name: str, traffic: dict[str, int]) -> bool:
         """Whether the platform routes by these weights yet (a platform may take a while to apply them)."""
         return True
+
+    # The portal's router: a backend whose endpoints the router serves (local) keeps its routing table from these;
+    # one whose platform serves them (azureml) has nothing to do.
+    def endpoint_configure(self, name: str, *, auth_enabled: bool, key: str, timeout_ms: int) -> None:
+        """The endpoint exists, or its auth, key or request timeout changed."""
+        return None  # nothing to keep
+
+    def deployment_route_set(self, *, endpoint_name: str, deployment_name: str, scoring_url: str) -> None:
+        """The deployment answers at `scoring_url` (it became healthy, or was restarted elsewhere)."""
+        return None  # nothing to keep
+
+    def deployment_route_remove(self, *, endpoint_name: str, deployment_name: str) -> None:
+        """The deployment is going away: send it nothing more."""
+        return None  # nothing to keep
+
+    def routing_replace(self, read: Callable[[], list[EndpointRouting]]) -> None:
+        """Make the routing table exactly `read()`: every endpoint the portal knows. `read` is called only by a
+        backend that keeps a table, and while no other change to it can interleave, so none is lost."""
+        return None  # nothing to keep
 
     def endpoint_access(self, endpoint_name: str) -> EndpointAccess | None:
         """The platform's scoring URL and key for the endpoint, or None when the portal's router serves it."""

@@ -202,6 +202,7 @@ def test_failed_smoke_check_during_rollout_restores_production(router, worker, e
                                      scoring_url=dead, backend_ref={"dir": "deployments/x/blue", "port": 9})
     green = Deployment.objects.create(endpoint=prod, name="green", model_version=v2, status="healthy", traffic=0,
                                       scoring_url=dead, backend_ref={"dir": "deployments/x/green", "port": 9})
+    services.routing_publish()  # rows made here, not through the services: this is how the router learns of them
     promotion = Promotion.objects.create(version=v2, production_endpoint=prod, staging_endpoint=staging,
                                          requested_by=engineer, approval_required=False, traffic_steps=[50, 100],
                                          previous_traffic={"blue": 100}, production_deployment=green)

@@ -10,8 +10,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from audit.models import AuditEvent
-from deployments.models import Deployment
+from deployments.models import Deployment, DeploymentProfile, Endpoint
 from deployments.serving import services
+from mlopsportal.backends import get_backend
+from mlopsportal.backends.local.router import RoutesFile
 from tests.conftest import wait_for
 
 from .conftest import make_version, pause, wait_healthy
@@ -191,6 +193,52 @@ def test_router_knows_a_deployment_made_healthy_just_before_the_request(router, 
     assert requests.post(url, json=SEED, headers=headers, timeout=10).status_code == 404
     Deployment.objects.create(endpoint=staging, name="fresh", model_version=version, status="healthy",
                               scoring_url="http://127.0.0.1:9/score", backend_ref={"dir": "x", "port": 9})
+    # What deployment_poll tells the backend when it marks a deployment healthy.
+    get_backend().deployment_route_set(endpoint_name=staging.name, deployment_name="fresh",
+                                       scoring_url="http://127.0.0.1:9/score")
     # Right away, well inside any rate limit: the router must read the table again rather than answer 404.
     response = requests.post(url, json=SEED, headers=headers, timeout=10)
     assert response.status_code == 502 and response.headers["azureml-model-deployment"] == "fresh"
+
+
+def test_routing_publish_fills_the_table_after_an_upgrade_and_keeps_it_true(engineer, staging, titanic_outputs):
+    """An installation upgraded from when the router read the database has no routing table: beat's reconcile fills
+    it from the rows (the serving deployments, healthy or unhealthy, and their traffic; not the failed or the
+    deleting), and a later publish drops what the portal no longer has and takes what changed behind the services
+    (a profile edited in Django admin)."""
+    version = make_version(engineer, titanic_outputs)
+    prod = Endpoint.objects.create(name="titanic-prod", stage="production", auth_enabled=False, created_by=engineer,
+                                   profile=DeploymentProfile.objects.create(name="big", request_timeout_ms=900))
+    for name, status, traffic, port in [("blue", "healthy", 100, 9), ("green", "unhealthy", 0, 8),
+                                        ("red", "failed", 0, 7), ("old", "deleting", 0, 6)]:
+        Deployment.objects.create(endpoint=prod, name=name, model_version=version, status=status, traffic=traffic,
+                                  scoring_url=f"http://127.0.0.1:{port}/score", backend_ref={"dir": "x", "port": port})
+    routes = get_backend().routes_path
+    routes.unlink()  # as the upgrade finds it
+    services.deployments_reconcile()
+    table = RoutesFile(routes).load_table()
+    assert set(table) == {"titanic-staging", "titanic-prod"}
+    assert (table["titanic-staging"].auth_enabled, table["titanic-staging"].key) == (True, staging.key.encode())
+    assert table["titanic-staging"].deployments == {} and table["titanic-staging"].names == []
+    assert (table["titanic-prod"].auth_enabled, table["titanic-prod"].timeout_s) == (False, 0.9)
+    assert {name: target.port for name, target in table["titanic-prod"].deployments.items()} == {"blue": 9, "green": 8}
+    assert (table["titanic-prod"].names, table["titanic-prod"].weights) == (["blue"], [100])
+
+    get_backend().endpoint_configure("deleted-meanwhile", auth_enabled=False, key="", timeout_ms=1000)
+    DeploymentProfile.objects.filter(name="big").update(request_timeout_ms=2500)
+    services.routing_publish()
+    table = RoutesFile(routes).load_table()
+    assert set(table) == {"titanic-staging", "titanic-prod"} and table["titanic-prod"].timeout_s == 2.5
+
+
+def test_run_router_fills_a_missing_table_before_it_serves(request, engineer, staging, titanic_outputs):
+    """After an upgrade the router starts with no table of its own: `manage.py run_router` publishes one from the
+    database first, so an endpoint's existing deployments are routed from its first request."""
+    Deployment.objects.create(endpoint=staging, name="blue", model_version=make_version(engineer, titanic_outputs),
+                              status="healthy", traffic=100, scoring_url="http://127.0.0.1:9/score",
+                              backend_ref={"dir": "x", "port": 9})
+    get_backend().routes_path.unlink()
+    request.getfixturevalue("router")  # started now, on the rows above
+    response = requests.post(services.endpoint_scoring_url(staging), json=SEED, timeout=10,
+                             headers={"Authorization": f"Bearer {staging.key}"})
+    assert response.status_code == 502 and response.headers["azureml-model-deployment"] == "blue"

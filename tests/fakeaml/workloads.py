@@ -1,7 +1,7 @@
 """What actually runs behind the fake: a command job's process, and an online deployment's inference server.
 
 A job runs `bash -c <command>` in a copy of its code snapshot, in a session of its own (cancel kills the group).
-A deployment runs the project's own launcher (mlopsportal.backends.local_server: Azure ML's inference server on
+A deployment runs the project's own launcher (mlopsportal.backends.local.server: Azure ML's inference server on
 127.0.0.1, detached, pid in server.json), so the fake serves score.py exactly as the portal's local backend does.
 """
 import http.client
@@ -112,7 +112,7 @@ class JobRun:
 
 
 class DeploymentServer:
-    """One deployment's inference server, started through the portal's local_server launcher."""
+    """One deployment's inference server, started through the portal's launcher (mlopsportal.backends.local.server)."""
 
     def __init__(self, folder: Path, port: int, code: Path, scoring_script: str, model: Path, timeout_ms: int,
                  env: dict[str, str] | None = None):
@@ -150,7 +150,7 @@ class DeploymentServer:
         shutil.copytree(self.source_model, self.model_dir, dirs_exist_ok=True)
         launcher_log = open(self.folder / "launcher.log", "ab")
         launcher = subprocess.Popen(
-            [sys.executable, "-m", "mlopsportal.backends.local_server", "--dir", str(self.folder), "--port",
+            [sys.executable, "-m", "mlopsportal.backends.local.server", "--dir", str(self.folder), "--port",
              str(self.port), "--code-dir", str(self.code_dir), "--entry-script", self.scoring_script,
              "--model-dir", str(self.model_dir), "--workers", "1", "--timeout-ms", str(self.timeout_ms)],
             cwd=PROJECT_ROOT, env={**os.environ, **self.env}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

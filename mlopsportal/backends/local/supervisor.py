@@ -4,7 +4,7 @@ Started by the local backend and detached from the worker that started it, so a 
 not take the training with it: any worker can read the status file later and carry on. Uses only the standard
 library (and a helper of this package) so it starts fast and needs no Django.
 
-    python -m mlopsportal.backends.local_supervisor --job-dir DIR --timeout SECONDS -- python training.py ...
+    python -m mlopsportal.backends.local.supervisor --job-dir DIR --timeout SECONDS -- python training.py ...
 """
 import argparse
 import json

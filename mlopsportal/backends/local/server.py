@@ -4,7 +4,7 @@ The server's own launcher binds every interface (its DEFAULT_HOST is "0.0.0.0");
 machine must not be reachable from the network, so this sets the host to the loopback address and then hands over
 to the unmodified server. Detaches from whoever started it, so deployments outlive the web server and the workers.
 
-    python -m mlopsportal.backends.local_server --dir DIR --port PORT --code-dir CODE --entry-script score.py \\
+    python -m mlopsportal.backends.local.server --dir DIR --port PORT --code-dir CODE --entry-script score.py \\
         --model-dir MODEL [--workers N] [--timeout-ms MS]
 """
 import argparse

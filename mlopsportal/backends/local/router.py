@@ -4,23 +4,26 @@
 
 Like Azure ML's online endpoints: the `azureml-model-deployment` request header picks a deployment directly; with the
 endpoint's auth on, callers send `Authorization: Bearer <key>`; the response names the deployment that served it in
-the same header. The routing table is read from the database every `refresh` seconds, so a traffic change made in the
-portal is live within that time without restarting anything.
+the same header. The routing table is the local backend's routes file (backend.py writes it as the portal creates
+endpoints, makes deployments healthy and moves traffic); the router reads it again when it has changed, checked every
+`refresh` seconds and on a request it cannot place, so a traffic change made in the portal is live within that time
+without restarting anything. It reads no database.
 """
 from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
+import os
 import random
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiohttp import web
-from django.db import close_old_connections
 
 from mlopsportal.lib.http1 import Connection, HTTPClientError, Target, content_type_header
-
-from ..models import Deployment, Endpoint
 
 log = logging.getLogger(__name__)
 DEPLOYMENT_HEADER = "azureml-model-deployment"
@@ -36,30 +39,51 @@ class Route:
     weights: list[int] = field(default_factory=list)  # ... and their percentages
 
 
-def load_table() -> dict[str, Route]:
-    """Read endpoints and their serving deployments (runs in a thread: the ORM is synchronous)."""
-    close_old_connections()
+def parse_table(data: dict) -> dict[str, Route]:
+    """The routes of a routes file's contents: {"endpoints": {name: {"auth_enabled", "key", "timeout_ms",
+    "deployments": {name: scoring URL}, "traffic": {name: percent}}}}."""
     table = {}
-    for endpoint in Endpoint.objects.select_related("profile"):
-        table[endpoint.name] = Route(
-            auth_enabled=endpoint.auth_enabled, key=endpoint.key.encode(),
-            timeout_s=endpoint.profile.request_timeout_ms / 1000, deployments={})
-    serving = Deployment.objects.filter(status__in=[Deployment.Status.HEALTHY, Deployment.Status.UNHEALTHY]
-                                        ).exclude(scoring_url="").select_related("endpoint")
-    for deployment in serving:
-        route = table[deployment.endpoint.name]
-        try:
-            # One connection per call: the inference server's gunicorn sync workers close each one after answering.
-            # Deployments are local (plain http on loopback): the lean client, never through a proxy.
-            route.deployments[deployment.name] = Target.from_url(deployment.scoring_url, keep_alive=False)
-        except ValueError:
-            log.error("deployment %s has an unusable scoring URL %r; not routed", deployment, deployment.scoring_url)
+    for name, endpoint in data.get("endpoints", {}).items():
+        if "auth_enabled" not in endpoint:  # traffic written before the endpoint's settings: not served yet
             continue
-        if deployment.traffic:
-            route.names.append(deployment.name)
-            route.weights.append(deployment.traffic)
-    close_old_connections()
+        table[name] = route = Route(
+            auth_enabled=bool(endpoint["auth_enabled"]), key=str(endpoint.get("key", "")).encode(),
+            timeout_s=endpoint.get("timeout_ms", 60_000) / 1000, deployments={})
+        traffic = endpoint.get("traffic", {})
+        for deployment, scoring_url in endpoint.get("deployments", {}).items():
+            try:
+                # One connection per call: the inference server's gunicorn sync workers close each one after answering.
+                # Deployments are local (plain http on loopback): the lean client, never through a proxy.
+                route.deployments[deployment] = Target.from_url(scoring_url, keep_alive=False)
+            except ValueError:
+                log.error("deployment %s of %s has an unusable scoring URL %r; not routed", deployment, name, scoring_url)
+                continue
+            if traffic.get(deployment):
+                route.names.append(deployment)
+                route.weights.append(traffic[deployment])
     return table
+
+
+@dataclass
+class RoutesFile:
+    """The routes file, read again only when it has changed (it is replaced whole: another inode, size or mtime).
+    Read in threads (the periodic refresh and a miss's may overlap): one at a time, so the table matches `seen`."""
+    path: Path
+    seen: tuple = ()
+    table: dict[str, Route] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def load_table(self) -> dict[str, Route]:
+        with self.lock:
+            try:
+                with open(self.path, "rb") as fh:
+                    stat = os.fstat(fh.fileno())
+                    mark = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+                    if mark != self.seen:
+                        self.table, self.seen = parse_table(json.loads(fh.read())), mark
+            except FileNotFoundError:  # nothing published yet: no endpoint is known
+                self.table, self.seen = {}, ()
+            return self.table
 
 
 def _error(status: int, message: str, **headers) -> web.Response:
@@ -70,6 +94,7 @@ def _error(status: int, message: str, **headers) -> web.Response:
 class Routing:
     """The router's state: the table and when it was read; a reload in flight, shared by requests that wait on it."""
     refresh: float
+    routes: RoutesFile
     table: dict[str, Route] = field(default_factory=dict)
     loaded_from: float = 0.0
     reload: asyncio.Future | None = None
@@ -81,7 +106,7 @@ class Routing:
             self.table, self.loaded_from = table, started
 
     async def table_as_of(self, arrival: float) -> dict[str, Route]:
-        """A routing table read from the database after `arrival`: a deployment made healthy (or an endpoint
+        """A routing table read from the routes file after `arrival`: a deployment made healthy (or an endpoint
         created) before a request came in is then known to it. Concurrent misses share one reload."""
         if self.loaded_from >= arrival:
             return self.table
@@ -89,7 +114,7 @@ class Routing:
             await asyncio.shield(self.reload)
             return self.table
         started = asyncio.get_running_loop().time()
-        task = asyncio.ensure_future(asyncio.to_thread(load_table))
+        task = asyncio.ensure_future(asyncio.to_thread(self.routes.load_table))
         self.reload, self.reload_from = task, started
         try:
             self.keep(await asyncio.shield(task), started)
@@ -103,8 +128,8 @@ class Routing:
             await asyncio.sleep(self.refresh)
             try:
                 started = asyncio.get_running_loop().time()
-                self.keep(await asyncio.to_thread(load_table), started)
-            except Exception:  # a database hiccup must not stop routing with the last good table
+                self.keep(await asyncio.to_thread(self.routes.load_table), started)
+            except Exception:  # a file that cannot be read must not stop routing with the last good table
                 log.exception("could not refresh the routing table; keeping the previous one")
 
 
@@ -159,7 +184,7 @@ async def health(request: web.Request) -> web.Response:
 async def _startup(app: web.Application) -> None:
     routing = app[ROUTING]
     started = asyncio.get_running_loop().time()
-    routing.keep(await asyncio.to_thread(load_table), started)
+    routing.keep(await asyncio.to_thread(routing.routes.load_table), started)
     routing.refresher = asyncio.create_task(routing.refresh_forever())
 
 
@@ -167,9 +192,9 @@ async def _cleanup(app: web.Application) -> None:
     app[ROUTING].refresher.cancel()
 
 
-def make_app(refresh: float = 0.25) -> web.Application:
+def make_app(routes_path: Path, refresh: float = 0.25) -> web.Application:
     app = web.Application(client_max_size=16 * 1024 * 1024)
-    app[ROUTING] = Routing(refresh=refresh)
+    app[ROUTING] = Routing(refresh=refresh, routes=RoutesFile(Path(routes_path)))
     app.router.add_post("/endpoints/{endpoint}/score", score)
     app.router.add_get("/", health)
     app.on_startup.append(_startup)

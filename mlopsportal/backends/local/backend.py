@@ -6,9 +6,12 @@ Layout under settings.MLOPS_ARTIFACT_ROOT:
     jobs/<job_id>/log.txt     the script's stdout and stderr
     jobs/<job_id>/status.json written by the supervisor
     registry/<model>/<version>/  a registered version's files
+    deployments/<endpoint>/<deployment>-<ms>/  a deployment server's server.json and server.log
+    router/routes.json        the router's table (router.py reads it): endpoints, their deployments and traffic
 """
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import os
@@ -21,6 +24,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,12 +33,13 @@ from django.conf import settings
 from mlopsportal.examples import Example
 from mlopsportal.lib import files
 
-from .base import (
+from ..base import (
     BackendError,
     ComputeTarget,
     ConnectionCheck,
     DeployedRef,
     DeploymentState,
+    EndpointRouting,
     MLBackend,
     RegisteredArtifact,
     ServingSpec,
@@ -42,14 +47,19 @@ from .base import (
     TrainingSubmission,
     open_artifact_file,
 )
-from .local_supervisor import CANCEL_FILE
+from .supervisor import CANCEL_FILE
 
 URI_PREFIX = "local:"
 # How long a submitted job may go without a status file before we call it lost.
 START_GRACE_SECONDS = 30
 
 
-def _pid_alive(pid: int, marker: str) -> bool:
+# What a deployment server's command line holds: its module now, and before the backend became a package (servers
+# started then still run after an upgrade, and must still be recognised and stopped).
+SERVER_MARKERS = ("mlopsportal.backends.local.server", "mlopsportal.backends.local_server")
+
+
+def _pid_alive(pid: int, *markers: str) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -62,7 +72,7 @@ def _pid_alive(pid: int, marker: str) -> bool:
         return True
     if Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
         return False
-    return marker in cmdline
+    return any(marker in cmdline for marker in markers)
 
 
 # --- serving ----------------------------------------------------------------------------------------------------
@@ -80,7 +90,7 @@ def _server_state(folder: Path) -> dict:
 
 
 class LocalServingMixin:
-    """Each deployment is Azure ML's inference server on a port of 127.0.0.1, started by local_server.py."""
+    """Each deployment is Azure ML's inference server on a port of 127.0.0.1, started by server.py."""
 
     root: Path
 
@@ -102,7 +112,7 @@ class LocalServingMixin:
             workers = spec.settings.get("min_instances", workers)
         try:
             subprocess.run(
-                [sys.executable, "-m", "mlopsportal.backends.local_server", "--dir", str(folder), "--port", str(port),
+                [sys.executable, "-m", "mlopsportal.backends.local.server", "--dir", str(folder), "--port", str(port),
                  "--code-dir", str(code_dir), "--entry-script", spec.scoring_script, "--model-dir", str(model_dir),
                  "--workers", str(max(1, min(int(workers), 8))),
                  "--timeout-ms", str(spec.settings.get("request_timeout_ms", 60_000))],
@@ -132,7 +142,7 @@ class LocalServingMixin:
         pid = int(state.get("pid", 0))
         if not state:
             return DeploymentState("starting")
-        if not _pid_alive(pid, "local_server"):
+        if not _pid_alive(pid, *SERVER_MARKERS):
             return DeploymentState("failed", error="The inference server exited.\n" + self.deployment_logs(ref, 40))
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{ref['port']}/", timeout=2) as response:
@@ -151,17 +161,67 @@ class LocalServingMixin:
     def deployment_delete(self, ref: dict) -> None:
         state = _server_state(self._deployment_dir(ref))
         pid = int(state.get("pid", 0))
-        if not pid or not _pid_alive(pid, "local_server"):
+        if not pid or not _pid_alive(pid, *SERVER_MARKERS):
             return
         os.kill(pid, signal.SIGTERM)  # gunicorn's master stops its workers
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and _pid_alive(pid, "local_server"):
+        while time.monotonic() < deadline and _pid_alive(pid, *SERVER_MARKERS):
             time.sleep(0.1)
-        if _pid_alive(pid, "local_server"):
+        if _pid_alive(pid, *SERVER_MARKERS):
             os.killpg(pid, signal.SIGKILL)
 
+    # --- the router's table: router/routes.json -------------------------------------------------------------------
+    @property
+    def routes_path(self) -> Path:
+        return self.root / "router" / "routes.json"
+
+    def _routes_change(self, change: Callable[[dict], dict | None]) -> None:
+        """Read the table, change it and write it back, under a lock so that writers in other processes (web,
+        workers, the router's start) lose nothing; written to a temporary file and renamed over the old one, so the
+        router reads either table whole. `change` edits the endpoints in place or returns new ones."""
+        path = self.routes_path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path.parent / "routes.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+                try:
+                    endpoints = json.loads(path.read_text())["endpoints"]
+                except FileNotFoundError:
+                    endpoints = {}
+                changed = change(endpoints)
+                endpoints = endpoints if changed is None else changed
+                tmp = path.with_name("routes.json.tmp")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the endpoints' keys
+                with os.fdopen(fd, "w") as fh:
+                    json.dump({"version": 1, "endpoints": endpoints}, fh, indent=1, sort_keys=True)
+                os.replace(tmp, path)
+        except (OSError, ValueError, KeyError) as exc:
+            raise BackendError(f"Could not update the router's table {path}: {exc}", permanent=False) from exc
+
+    def endpoint_configure(self, name: str, *, auth_enabled: bool, key: str, timeout_ms: int) -> None:
+        self._routes_change(lambda endpoints: endpoints.setdefault(name, {}).update(
+            auth_enabled=auth_enabled, key=key, timeout_ms=timeout_ms))
+
+    def deployment_route_set(self, *, endpoint_name: str, deployment_name: str, scoring_url: str) -> None:
+        self._routes_change(lambda endpoints: endpoints.setdefault(endpoint_name, {}).setdefault(
+            "deployments", {}).update({deployment_name: scoring_url}))
+
+    def deployment_route_remove(self, *, endpoint_name: str, deployment_name: str) -> None:
+        def change(endpoints):
+            endpoint = endpoints.get(endpoint_name, {})
+            endpoint.get("deployments", {}).pop(deployment_name, None)
+            endpoint.get("traffic", {}).pop(deployment_name, None)
+        self._routes_change(change)
+
     def endpoint_traffic_apply(self, *, endpoint_name: str, traffic: dict[str, int]) -> None:
-        """Nothing to do: the portal's router reads the weights from the database."""
+        """The router routes by these weights as soon as it sees the table change."""
+        self._routes_change(lambda endpoints: endpoints.setdefault(endpoint_name, {}).update(
+            traffic={name: percent for name, percent in traffic.items() if percent}))
+
+    def routing_replace(self, read: Callable[[], list[EndpointRouting]]) -> None:
+        self._routes_change(lambda endpoints: {e.name: {
+            "auth_enabled": e.auth_enabled, "key": e.key, "timeout_ms": e.timeout_ms, "deployments": e.deployments,
+            "traffic": {name: percent for name, percent in e.traffic.items() if percent}} for e in read()})
 
     def serving_notes(self, settings: dict) -> list[str]:
         notes = ["CPU and memory requests are not enforced: the server shares this machine."]
@@ -233,7 +293,7 @@ class LocalBackend(LocalServingMixin, MLBackend):
         }, indent=2))
         try:
             subprocess.run(
-                [sys.executable, "-m", "mlopsportal.backends.local_supervisor", "--job-dir", str(job_dir),
+                [sys.executable, "-m", "mlopsportal.backends.local.supervisor", "--job-dir", str(job_dir),
                  "--timeout", str(timeout_seconds), "--", *command],
                 cwd=settings.BASE_DIR, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, check=True, timeout=30,
