@@ -24,6 +24,9 @@ class RegisteredModel(models.Model):
     # Kept up to date on registration so the models list needs no per-row query.
     latest_version = models.ForeignKey("ModelVersion", null=True, blank=True, on_delete=models.SET_NULL,
                                        related_name="+")
+    versions_reserved = models.PositiveIntegerField(
+        default=0, editable=False,
+        help_text="The highest version number handed out, registered or not: a number is never given twice.")
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     updated_at = models.DateTimeField(auto_now=True, db_index=True)

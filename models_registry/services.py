@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -202,17 +202,21 @@ def training_run_poll(*, run_id: int) -> bool:
         _finish(run_id, Status.FAILED, log=log_text, error=status.error or "Training failed.")
         return False
 
-    with transaction.atomic():
-        if not _finish(run_id, Status.SUCCEEDED, log=log_text, metrics=status.metrics):
-            return False
-        if run.register_as_id:
-            run.refresh_from_db()
-            try:
-                model_version_register_from_run(run=run, model=run.register_as, actor=run.launched_by,
-                                                description=f"Trained by {run}.")
-            except (BackendError, ValidationError) as exc:
-                TrainingRun.objects.filter(pk=run_id).update(registration_error=in_words(exc))
+    if _finish(run_id, Status.SUCCEEDED, log=log_text, metrics=status.metrics):
+        _register_as_asked(run_id)
     return False
+
+
+def _register_as_asked(run_id: int) -> None:
+    """Register a succeeded run's output as its launch asked; a failure is kept on the run, in words."""
+    run = TrainingRun.objects.select_related("register_as", "launched_by").get(pk=run_id)
+    if run.register_as_id is None:
+        return
+    try:
+        model_version_register_from_run(run=run, model=run.register_as, actor=run.launched_by,
+                                        description=f"Trained by {run}.")
+    except (BackendError, ValidationError) as exc:
+        TrainingRun.objects.filter(pk=run_id).update(registration_error=in_words(exc))
 
 
 def training_run_cancel(*, run: TrainingRun, actor) -> bool:
@@ -236,22 +240,47 @@ def training_runs_resume_stale() -> list[int]:
     for run_id in stale:
         log.warning("training run %s was not polled since before %s; resuming it", run_id, cutoff)
         enqueue("models_registry.tasks.training_run_poll", run_id)
-    return stale
+    # Succeeded, asked to be registered, and neither registered nor refused: the worker died in between.
+    unregistered = list(TrainingRun.objects.filter(
+        status=Status.SUCCEEDED, register_as__isnull=False, registration_error="", finished_at__lt=cutoff)
+        .exclude(versions__model=F("register_as")).values_list("pk", flat=True))
+    for run_id in unregistered:
+        log.warning("training run %s succeeded but was not registered; registering it now", run_id)
+        _register_as_asked(run_id)
+    return stale + unregistered
 
 
 # --- versions -----------------------------------------------------------------------------------------------------
+def _refuse_registered_twice(model: RegisteredModel, run: TrainingRun) -> None:
+    if ModelVersion.objects.filter(model=model, training_run=run).exists():
+        raise ValidationError(f"The output of {run} is already registered as a version of {model.name}.")
+
+
+def _version_number_reserve(*, model: RegisteredModel, run: TrainingRun) -> int:
+    """The next version number of `model`, handed out once (the model's row is locked only for this)."""
+    with transaction.atomic():
+        locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+        _refuse_registered_twice(locked, run)
+        highest = max(locked.versions_reserved, locked.versions.aggregate(n=Max("version"))["n"] or 0)
+        RegisteredModel.objects.filter(pk=model.pk).update(versions_reserved=highest + 1)
+    return highest + 1
+
+
 def model_version_register_from_run(*, run: TrainingRun, model: RegisteredModel, actor,
                                     description: str = "", tags: dict | None = None) -> ModelVersion:
-    """Register a succeeded run's output as the next version of `model`."""
+    """Register a succeeded run's output as the next version of `model`.
+
+    The number is reserved first, in a short transaction of its own; the platform registers the files with no row
+    locked (it may take seconds on Azure ML); then the version's row is written. A number whose registration failed
+    is not handed out again (Azure ML's registry may hold it), so numbers can have gaps."""
     if run.status != Status.SUCCEEDED:
         raise ValidationError(f"Only a succeeded run can be registered; {run} is {run.get_status_display().lower()}.")
+    number = _version_number_reserve(model=model, run=run)
+    artifact = get_backend(run.backend).model_register(job_id=run.backend_job_id, model_name=model.name,
+                                                      version=number)
     with transaction.atomic():
         model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
-        if ModelVersion.objects.filter(model=model, training_run=run).exists():
-            raise ValidationError(f"The output of {run} is already registered as a version of {model.name}.")
-        number = (model.versions.aggregate(n=Max("version"))["n"] or 0) + 1
-        artifact = get_backend(run.backend).model_register(job_id=run.backend_job_id, model_name=model.name,
-                                                          version=number)
+        _refuse_registered_twice(model, run)
         try:
             version = ModelVersion.objects.create(
                 model=model, version=number, description=description, metrics=run.metrics, params=run.params,

@@ -114,3 +114,60 @@ def test_poll_of_run_that_never_got_a_job_fails_it(engineer):
     assert services.training_run_poll(run_id=run.pk) is False
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.FAILED and "before the job was submitted" in run.error
+
+
+# --- registration holds no lock while the platform registers ------------------------------------------------------
+def _outputs(settings, job_id: str):
+    outputs = settings.MLOPS_ARTIFACT_ROOT / "jobs" / job_id / "outputs"
+    outputs.mkdir(parents=True, exist_ok=True)
+    (outputs / "model.bin").write_bytes(b"weights")
+    (outputs / "metrics.json").write_text('{"score": 0.5}')
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_platform_registers_with_no_row_locked_and_a_failed_number_is_not_reused(engineer, settings,
+                                                                                   monkeypatch):
+    from django.db import connection
+
+    from mlopsportal.backends.local import LocalBackend
+
+    model = make_model(engineer, name="locks", versions=2)
+    run = make_run(engineer, backend_job_id="run-locks-1")
+    _outputs(settings, "run-locks-1")
+    real = LocalBackend.model_register
+    seen = []
+
+    def register(self, **kwargs):
+        seen.append((kwargs["version"], connection.in_atomic_block))
+        if len(seen) == 1:
+            raise services.BackendError("the platform is down")
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(LocalBackend, "model_register", register)
+    with pytest.raises(services.BackendError):
+        services.model_version_register_from_run(run=run, model=model, actor=engineer)
+    version = services.model_version_register_from_run(run=run, model=model, actor=engineer)
+    assert seen == [(3, False), (4, False)]  # outside any transaction, so outside any lock
+    assert version.version == 4  # 3 may exist on the platform: never handed out again
+    model.refresh_from_db()
+    assert model.latest_version == version and model.versions_reserved == 4
+    with pytest.raises(ValidationError, match="already registered"):
+        services.model_version_register_from_run(run=run, model=model, actor=engineer)
+    model.refresh_from_db()
+    assert model.versions_reserved == 4  # a refused second registration reserves nothing
+
+
+def test_resume_registers_a_run_whose_worker_died_between_success_and_registration(engineer, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    model = make_model(engineer, name="interrupted")
+    long_ago = timezone.now() - timedelta(minutes=10)
+    run = make_run(engineer, backend_job_id="run-interrupted-1", register_as=model, finished_at=long_ago)
+    _outputs(settings, "run-interrupted-1")
+    fresh = make_run(engineer, backend_job_id="run-interrupted-2", register_as=model)  # may be registering now
+    assert services.training_runs_resume_stale() == [run.pk]
+    assert list(model.versions.values_list("training_run", "version")) == [(run.pk, 1)]
+    assert services.training_runs_resume_stale() == []  # registered: nothing more to do
+    assert not fresh.versions.exists()
