@@ -11,13 +11,14 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db.models import Max
 from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import audit_record
 from mlopsportal import examples
 from mlopsportal.backends import BackendError, get_backend
+from mlopsportal.backends.base import RegisteredArtifact
 from mlopsportal.lib.queue import enqueue
 from mlopsportal.lib.refusals import in_words
 
@@ -202,21 +203,26 @@ def training_run_poll(*, run_id: int) -> bool:
         _finish(run_id, Status.FAILED, log=log_text, error=status.error or "Training failed.")
         return False
 
-    if _finish(run_id, Status.SUCCEEDED, log=log_text, metrics=status.metrics):
-        _register_as_asked(run_id)
+    # Registered as the launch asked: the platform call first, with no row locked; then, in one transaction, the
+    # run is marked succeeded and its version written, so the run's page never shows a success without its version.
+    registered, failure = None, ""
+    if run.register_as_id:
+        try:
+            registered = _artifact_register(run=run, model=run.register_as)
+        except (BackendError, ValidationError) as exc:
+            failure = in_words(exc)
+    with transaction.atomic():
+        if not _finish(run_id, Status.SUCCEEDED, log=log_text, metrics=status.metrics, registration_error=failure):
+            return False
+        if registered is not None:
+            run.refresh_from_db()
+            number, artifact = registered
+            try:
+                _version_record(run=run, model=run.register_as, actor=run.launched_by, number=number,
+                                artifact=artifact, description=f"Trained by {run}.")
+            except ValidationError as exc:
+                TrainingRun.objects.filter(pk=run_id).update(registration_error=in_words(exc))
     return False
-
-
-def _register_as_asked(run_id: int) -> None:
-    """Register a succeeded run's output as its launch asked; a failure is kept on the run, in words."""
-    run = TrainingRun.objects.select_related("register_as", "launched_by").get(pk=run_id)
-    if run.register_as_id is None:
-        return
-    try:
-        model_version_register_from_run(run=run, model=run.register_as, actor=run.launched_by,
-                                        description=f"Trained by {run}.")
-    except (BackendError, ValidationError) as exc:
-        TrainingRun.objects.filter(pk=run_id).update(registration_error=in_words(exc))
 
 
 def training_run_cancel(*, run: TrainingRun, actor) -> bool:
@@ -240,14 +246,7 @@ def training_runs_resume_stale() -> list[int]:
     for run_id in stale:
         log.warning("training run %s was not polled since before %s; resuming it", run_id, cutoff)
         enqueue("models_registry.tasks.training_run_poll", run_id)
-    # Succeeded, asked to be registered, and neither registered nor refused: the worker died in between.
-    unregistered = list(TrainingRun.objects.filter(
-        status=Status.SUCCEEDED, register_as__isnull=False, registration_error="", finished_at__lt=cutoff)
-        .exclude(versions__model=F("register_as")).values_list("pk", flat=True))
-    for run_id in unregistered:
-        log.warning("training run %s succeeded but was not registered; registering it now", run_id)
-        _register_as_asked(run_id)
-    return stale + unregistered
+    return stale
 
 
 # --- versions -----------------------------------------------------------------------------------------------------
@@ -275,9 +274,21 @@ def model_version_register_from_run(*, run: TrainingRun, model: RegisteredModel,
     is not handed out again (Azure ML's registry may hold it), so numbers can have gaps."""
     if run.status != Status.SUCCEEDED:
         raise ValidationError(f"Only a succeeded run can be registered; {run} is {run.get_status_display().lower()}.")
+    number, artifact = _artifact_register(run=run, model=model)
+    return _version_record(run=run, model=model, actor=actor, number=number, artifact=artifact,
+                           description=description, tags=tags)
+
+
+def _artifact_register(*, run: TrainingRun, model: RegisteredModel) -> tuple[int, RegisteredArtifact]:
+    """Reserve the next number and have the platform register the run's outputs under it (no row locked)."""
     number = _version_number_reserve(model=model, run=run)
-    artifact = get_backend(run.backend).model_register(job_id=run.backend_job_id, model_name=model.name,
-                                                      version=number)
+    return number, get_backend(run.backend).model_register(job_id=run.backend_job_id, model_name=model.name,
+                                                           version=number)
+
+
+def _version_record(*, run: TrainingRun, model: RegisteredModel, actor, number: int, artifact: RegisteredArtifact,
+                    description: str = "", tags: dict | None = None) -> ModelVersion:
+    """The version's row for a registered artifact (in a savepoint of its own when inside a transaction)."""
     with transaction.atomic():
         model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
         _refuse_registered_twice(model, run)

@@ -156,18 +156,3 @@ def test_the_platform_registers_with_no_row_locked_and_a_failed_number_is_not_re
     model.refresh_from_db()
     assert model.versions_reserved == 4  # a refused second registration reserves nothing
 
-
-def test_resume_registers_a_run_whose_worker_died_between_success_and_registration(engineer, settings):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    model = make_model(engineer, name="interrupted")
-    long_ago = timezone.now() - timedelta(minutes=10)
-    run = make_run(engineer, backend_job_id="run-interrupted-1", register_as=model, finished_at=long_ago)
-    _outputs(settings, "run-interrupted-1")
-    fresh = make_run(engineer, backend_job_id="run-interrupted-2", register_as=model)  # may be registering now
-    assert services.training_runs_resume_stale() == [run.pk]
-    assert list(model.versions.values_list("training_run", "version")) == [(run.pk, 1)]
-    assert services.training_runs_resume_stale() == []  # registered: nothing more to do
-    assert not fresh.versions.exists()
