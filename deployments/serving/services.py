@@ -187,6 +187,18 @@ def _delete_failed(backend, deployment: Deployment) -> str:
     return ""
 
 
+def _split_in_words(traffic: dict[str, int]) -> str:
+    return ", ".join(f"{name} {percent}%" for name, percent in sorted(traffic.items()))
+
+
+def _traffic_rows_write(endpoint: Endpoint, live: dict[str, Deployment], after: dict[str, int], *,
+                        changed_outside: str) -> None:
+    """The rows say the endpoint routes by `after` (inside the caller's transaction, the endpoint locked)."""
+    for name, deployment in live.items():
+        Deployment.objects.filter(pk=deployment.pk).update(traffic=after[name])
+    Endpoint.objects.filter(pk=endpoint.pk).update(traffic_updated_at=timezone.now(), changed_outside=changed_outside)
+
+
 def endpoint_traffic_set(*, endpoint: Endpoint, traffic: dict[str, int], actor, reason: str = "") -> dict[str, int]:
     """Route the endpoint's requests by these percentages (deployment name -> percent). Names left out get 0."""
     with transaction.atomic():
@@ -211,13 +223,12 @@ def endpoint_traffic_set(*, endpoint: Endpoint, traffic: dict[str, int], actor, 
         after = {name: traffic.get(name, 0) for name in live}
         if before == after:
             return after
-        for name, deployment in live.items():
-            Deployment.objects.filter(pk=deployment.pk).update(traffic=after[name])
         # The portal sets the traffic now: the sync's mark about traffic changed outside no longer holds.
-        drift = "" if endpoint.changed_outside.startswith("traffic") else endpoint.changed_outside
-        Endpoint.objects.filter(pk=endpoint.pk).update(traffic_updated_at=timezone.now(), changed_outside=drift)
+        _traffic_rows_write(endpoint, live, after,
+                            changed_outside="" if endpoint.changed_outside.startswith("traffic")
+                            else endpoint.changed_outside)
         audit_record(actor=actor, action=AuditEvent.Action.UPDATE, target=endpoint,
-                     summary=(reason or "changed traffic") + ": " + ", ".join(f"{n} {p}%" for n, p in sorted(after.items())),
+                     summary=f"{reason or 'changed traffic'}: {_split_in_words(after)}",
                      changes={"traffic": [before, after]})
     # The platform is called after the row lock is released: a slow platform must not hold other writers.
     try:
@@ -430,11 +441,8 @@ def endpoint_traffic_record(*, endpoint: Endpoint, traffic: dict[str, int], summ
         after = {name: int(traffic.get(name, 0)) for name in live}
         if before == after or sum(after.values()) not in (0, 100):
             return ""
-        for name, deployment in live.items():
-            Deployment.objects.filter(pk=deployment.pk).update(traffic=after[name])
-        text = ", ".join(f"{n} {p}%" for n, p in sorted(after.items()))
-        Endpoint.objects.filter(pk=endpoint.pk).update(traffic_updated_at=timezone.now(),
-                                                       changed_outside=f"traffic set to {text} {summary}"[:300])
+        text = _split_in_words(after)
+        _traffic_rows_write(endpoint, live, after, changed_outside=f"traffic set to {text} {summary}"[:300])
         audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=endpoint, via="system",
                      summary=f"traffic of {endpoint.name} was set to {text} {summary}",
                      changes={"traffic": [before, after]})
