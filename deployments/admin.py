@@ -23,6 +23,23 @@ class EndpointAdmin(admin.ModelAdmin):
     exclude = ("key",)  # never shown here; engineers and admins reveal it on the endpoint page
     readonly_fields = ("created_at", "created_by", "traffic_updated_at")
 
+    def get_readonly_fields(self, request, obj=None):
+        # A stage changed afterwards would slip an endpoint past the production guard of the serving services.
+        return (*self.readonly_fields, "stage") if obj is not None else self.readonly_fields
+
+    def has_delete_permission(self, request, obj=None):
+        # Deleting the row would leave its deployments' servers running with no row; production changes only
+        # through a promotion or a rollback. An empty staging endpoint may go.
+        if obj is not None and (obj.stage == Endpoint.Stage.PRODUCTION
+                                or obj.deployments.exclude(status=Deployment.Status.DELETED).exists()):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # the bulk delete checks no row: one endpoint at a time, as above
+        return actions
+
 
 @admin.register(Deployment)
 class DeploymentAdmin(admin.ModelAdmin):

@@ -253,3 +253,18 @@ def browser_page():
 
         connections.close_all()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+def running_promotion(production, version, actor):
+    """A running promotion to `production`: what tests pass as `promotion=` to set production up the way the
+    pipeline would (production changes only through a promotion or a rollback)."""
+    from deployments.models import Endpoint, Promotion
+
+    existing = Promotion.objects.filter(production_endpoint=production, state__in=Promotion.ACTIVE).first()
+    if existing is not None:
+        return existing
+    staging, _ = Endpoint.objects.get_or_create(name=f"{production.name}-for-tests",
+                                                defaults={"stage": Endpoint.Stage.STAGING,
+                                                          "profile": production.profile})
+    return Promotion.objects.create(version=version, staging_endpoint=staging, production_endpoint=production,
+                                    requested_by=actor, approval_required=False, reason="set up by a test")

@@ -256,19 +256,19 @@ def _clean_up(promotion: Promotion, *, production_too: bool) -> None:
         restore = {name: pct for name, pct in promotion.previous_traffic.items() if name in live}
         if sum(restore.values()) in (0, 100):
             serving.endpoint_traffic_set(endpoint=promotion.production_endpoint, traffic=restore, actor=None,
-                                         reason=f"{promotion} stopped; traffic restored")
+                                         reason=f"{promotion} stopped; traffic restored", promotion=promotion)
     for deployment in (promotion.production_deployment if production_too else None, promotion.staging_deployment):
         if deployment is not None:
-            _retire(deployment, f"{promotion} is done with it")
+            _retire(promotion, deployment, f"{promotion} is done with it")
 
 
-def _retire(deployment: Deployment, why: str) -> None:
-    """Remove a deployment the promotion no longer needs, through the serving service (validated and audited).
-    One that serves traffic is never pulled."""
+def _retire(promotion: Promotion, deployment: Deployment, why: str) -> None:
+    """Remove a deployment the promotion no longer needs, through the serving service (validated and audited, and
+    allowed on production because this promotion does it). One that serves traffic is never pulled."""
     deployment.refresh_from_db()
     if deployment.traffic or deployment.status in (Deployment.Status.DELETING, Deployment.Status.DELETED):
         return
-    serving.deployment_delete(deployment=deployment, actor=None, why=why)
+    serving.deployment_delete(deployment=deployment, actor=None, why=why, promotion=promotion)
 
 
 def promotions_resume() -> list[int]:
@@ -321,7 +321,8 @@ def _wait_for_deployment(promotion: Promotion, field: str, endpoint: Endpoint, n
             deployment = existing  # created before a crash
         else:
             deployment = serving.deployment_create(endpoint=endpoint, version=promotion.version, name=name,
-                                                   actor=promotion.requested_by, start=False, why=f"for {promotion}")
+                                                   actor=promotion.requested_by, start=False, why=f"for {promotion}",
+                                                   promotion=promotion)
         Promotion.objects.filter(pk=promotion.pk).update(**{field: deployment})
         setattr(promotion, field, deployment)
     if deployment.status == Deployment.Status.CREATING:
@@ -403,7 +404,7 @@ def _deploy_production(promotion: Promotion, step: PromotionStep) -> Outcome:
         # Keep one deployment to roll back to: the one serving now. An older idle one makes room for the new one.
         for idle in live:
             if idle.traffic == 0:
-                _retire(idle, f"{promotion} makes room for the new deployment")
+                _retire(promotion, idle, f"{promotion} makes room for the new deployment")
     serving = {name for name, pct in promotion.previous_traffic.items() if pct}
     name = "green" if "blue" in serving else "blue"
     return _wait_for_deployment(promotion, "production_deployment", endpoint, name)
@@ -426,7 +427,7 @@ def _traffic(promotion: Promotion, step: PromotionStep) -> Outcome:
         first_other = next(iter(others))
         traffic[first_other] += drift
     serving.endpoint_traffic_set(endpoint=promotion.production_endpoint, traffic=traffic, actor=None,
-                                  reason=f"{promotion}: step to {percent}%")
+                                  reason=f"{promotion}: step to {percent}%", promotion=promotion)
     if not get_backend().endpoint_traffic_applied(endpoint_name=promotion.production_endpoint.name, traffic=traffic):
         return wait(f"Waiting for the platform to route {percent}% to {new.name}.")
     run = verification.functional_run(deployment=new, promotion=promotion,
@@ -441,7 +442,7 @@ def _traffic(promotion: Promotion, step: PromotionStep) -> Outcome:
 def _finish(promotion: Promotion, step: PromotionStep) -> Outcome:
     staging = promotion.staging_deployment
     if staging is not None:
-        _retire(staging, f"{promotion} is done with it")
+        _retire(promotion, staging, f"{promotion} is done with it")
     with transaction.atomic():
         updated = Promotion.objects.filter(pk=promotion.pk, state=State.RUNNING).update(
             state=State.SUCCEEDED, finished_at=timezone.now())

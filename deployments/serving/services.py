@@ -17,7 +17,7 @@ from datetime import timedelta
 import requests
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -34,6 +34,27 @@ from .profile_import import ProfileImportError, profile_from_yaml
 log = logging.getLogger(__name__)
 Status = Deployment.Status
 SCORING_SCRIPT = "score.py"
+
+PRODUCTION_ONLY_THROUGH = "production changes only through a promotion or a rollback"
+
+
+def _production_guard(endpoint: Endpoint, *, promotion: Promotion | None, doing: str) -> None:
+    """Refuse a change to a production endpoint unless the promotion that targets it makes it.
+
+    The pages call these services without a promotion, so an engineer's (or an admin's) direct request to deploy,
+    delete or move traffic on production is refused here, whatever buttons the page shows; the pipeline passes the
+    promotion doing the work, and rollback goes through _traffic_write below."""
+    if endpoint.stage != Endpoint.Stage.PRODUCTION:
+        return
+    if promotion is not None and promotion.production_endpoint_id == endpoint.pk:
+        return
+    raise ValidationError(f"{endpoint.name} is a production endpoint: {doing} is refused, {PRODUCTION_ONLY_THROUGH}.")
+
+
+def _promotion_holding(deployment: Deployment) -> Promotion | None:
+    """The promotion in progress that deployed `deployment` (to staging or production), if any."""
+    return (Promotion.objects.filter(state__in=Promotion.ACTIVE)
+            .filter(models.Q(staging_deployment=deployment) | models.Q(production_deployment=deployment)).first())
 
 
 def endpoint_create(*, name: str, stage: str, profile: DeploymentProfile, actor, description: str = "") -> Endpoint:
@@ -81,11 +102,15 @@ def _spec(deployment: Deployment) -> ServingSpec:
 
 
 def deployment_create(*, endpoint: Endpoint, version: ModelVersion, name: str, actor, start: bool = True,
-                      why: str = "") -> Deployment:
-    """A new deployment of `version` on `endpoint`, with no traffic. Raises ValidationError on bad input.
+                      why: str = "", promotion: Promotion | None = None) -> Deployment:
+    """A new deployment of `version` on `endpoint`, with no traffic. Raises ValidationError on bad input, and on a
+    production endpoint unless `promotion` (running, and targeting it) is the one deploying.
 
     With `start`, a task hands it to the platform and polls it; without, the caller drives deployment_start and
     deployment_poll itself (the promotion pipeline does, under its own lease)."""
+    _production_guard(endpoint, promotion=promotion, doing=f"deploying {version} there")
+    if endpoint.stage == Endpoint.Stage.PRODUCTION and promotion.state != Promotion.State.RUNNING:
+        raise ValidationError(f"{promotion} is {promotion.get_state_display().lower()}: it deploys nothing more.")
     deployment = Deployment(endpoint=endpoint, name=name, model_version=version,
                             serving_settings=endpoint.profile.serving_settings(), created_by=actor)
     deployment.full_clean(exclude=["backend_ref", "scoring_url"])
@@ -199,8 +224,16 @@ def _traffic_rows_write(endpoint: Endpoint, live: dict[str, Deployment], after: 
     Endpoint.objects.filter(pk=endpoint.pk).update(traffic_updated_at=timezone.now(), changed_outside=changed_outside)
 
 
-def endpoint_traffic_set(*, endpoint: Endpoint, traffic: dict[str, int], actor, reason: str = "") -> dict[str, int]:
-    """Route the endpoint's requests by these percentages (deployment name -> percent). Names left out get 0."""
+def endpoint_traffic_set(*, endpoint: Endpoint, traffic: dict[str, int], actor, reason: str = "",
+                         promotion: Promotion | None = None) -> dict[str, int]:
+    """Route the endpoint's requests by these percentages (deployment name -> percent). Names left out get 0.
+    On a production endpoint only `promotion` (the one targeting it) may; a rollback goes through _traffic_write."""
+    _production_guard(endpoint, promotion=promotion, doing="changing its traffic")
+    return _traffic_write(endpoint=endpoint, traffic=traffic, actor=actor, reason=reason)
+
+
+def _traffic_write(*, endpoint: Endpoint, traffic: dict[str, int], actor, reason: str) -> dict[str, int]:
+    """endpoint_traffic_set without the production guard: for it and for endpoint_rollback."""
     with transaction.atomic():
         endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
         live = {d.name: d for d in endpoint.deployments.filter(status__in=Deployment.LIVE)}
@@ -244,14 +277,21 @@ def endpoint_traffic_set(*, endpoint: Endpoint, traffic: dict[str, int], actor, 
     return after
 
 
-def deployment_delete(*, deployment: Deployment, actor, why: str = "") -> None:
-    """Mark the deployment deleting and queue its removal from the platform. Refused while it takes traffic."""
+def deployment_delete(*, deployment: Deployment, actor, why: str = "", promotion: Promotion | None = None) -> None:
+    """Mark the deployment deleting and queue its removal from the platform. Refused while it takes traffic, on a
+    production endpoint unless `promotion` (the one targeting it) retires it, and while a promotion in progress
+    needs it (unless that promotion is the one retiring it)."""
     with transaction.atomic():
-        deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
-        if deployment.traffic:
-            raise ValidationError(f"{deployment} still takes {deployment.traffic}% of the traffic; move it first.")
+        deployment = Deployment.objects.select_for_update().select_related("endpoint").get(pk=deployment.pk)
         if deployment.status in (Status.DELETING, Status.DELETED):
             return
+        _production_guard(deployment.endpoint, promotion=promotion, doing=f"deleting {deployment.name}")
+        holder = _promotion_holding(deployment)
+        if holder is not None and (promotion is None or holder.pk != promotion.pk):
+            raise ValidationError(f"{deployment} belongs to {holder}, which is in progress; it is removed when that "
+                                  "promotion ends.")
+        if deployment.traffic:
+            raise ValidationError(f"{deployment} still takes {deployment.traffic}% of the traffic; move it first.")
         was = deployment.status
         Deployment.objects.filter(pk=deployment.pk).update(status=Status.DELETING)
         audit_record(actor=actor, action=AuditEvent.Action.DELETE, target=deployment,
@@ -481,6 +521,7 @@ def endpoint_rollback(*, endpoint: Endpoint, actor) -> Deployment:
     if pair is None:
         raise ValidationError("There is no previous deployment to roll back to.")
     current, target = pair
-    endpoint_traffic_set(endpoint=endpoint, traffic={target.name: 100}, actor=actor,
-                         reason=f"rolled back from {current.model_version} to {target.model_version}")
+    # A rollback is one of the two ways production changes (a promotion is the other): past the production guard.
+    _traffic_write(endpoint=endpoint, traffic={target.name: 100}, actor=actor,
+                   reason=f"rolled back from {current.model_version} to {target.model_version}")
     return target

@@ -9,7 +9,7 @@ from deployments.serving import services
 from mlopsportal import examples
 from mlopsportal.backends import BackendError, get_backend
 from models_registry.models import ModelVersion, RegisteredModel, TrainingRun
-from tests.conftest import wait_for
+from tests.conftest import running_promotion, wait_for
 from workspaces.models import AzureMLWorkspace
 from workspaces.services import workspace_connection_test
 
@@ -214,7 +214,8 @@ def test_kubernetes_deployment_as_sent_serves_through_the_endpoint(azure, engine
 
     prod.refresh_from_db()
     assert prod.platform_scoring_url.startswith("http://127.0.0.1:") and len(prod.key) > 10
-    services.endpoint_traffic_set(endpoint=prod, traffic={"blue": 100}, actor=engineer)
+    services.endpoint_traffic_set(endpoint=prod, traffic={"blue": 100}, actor=engineer,
+                                  promotion=running_promotion(prod, blue.model_version, engineer))
     traffic_put = azure.find("PUT", r"/onlineEndpoints/titanic-prod$")[-1]
     assert traffic_put.body["properties"]["traffic"] == {"blue": 100}
     wait_for(lambda: backend.endpoint_traffic_applied(endpoint_name="titanic-prod", traffic={"blue": 100}),
@@ -224,8 +225,11 @@ def test_kubernetes_deployment_as_sent_serves_through_the_endpoint(azure, engine
     assert result["status"] == 200 and '"prediction": 1' in result["body"], result
     assert "init has completed" in backend.deployment_logs(blue.backend_ref, 50)
 
-    with pytest.raises(ValidationError, match="still takes 100%"):
+    with pytest.raises(ValidationError, match="production changes only through a promotion or a rollback"):
         services.deployment_delete(deployment=blue, actor=engineer)
+    with pytest.raises(ValidationError, match="still takes 100%"):
+        services.deployment_delete(deployment=blue, actor=None,
+                                   promotion=running_promotion(prod, blue.model_version, engineer))
 
 
 def azure_job_code(azure, job_name):

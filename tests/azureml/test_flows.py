@@ -9,7 +9,7 @@ from deployments.serving import services
 from mlopsportal.backends import get_backend
 from models_registry import services as registry
 from models_registry.models import TrainingRun
-from tests.conftest import wait_for
+from tests.conftest import running_promotion, wait_for
 from tests.deployments.test_promotion import serving, settle
 from workspaces import sync
 
@@ -135,7 +135,8 @@ def test_sync_marks_what_changed_outside_the_portal(azure, engineer, client):
 
     blue = poll_until_settled(start(prod, version, "blue", engineer))
     green = poll_until_settled(start(prod, version, "green", engineer))
-    services.endpoint_traffic_set(endpoint=prod, traffic={"blue": 100}, actor=engineer)
+    services.endpoint_traffic_set(endpoint=prod, traffic={"blue": 100}, actor=engineer,
+                                  promotion=running_promotion(prod, version, engineer))
     wait_for(lambda: backend.endpoint_traffic_applied(endpoint_name="titanic-prod", traffic={"blue": 100}),
              timeout=20, message="traffic applied")
     assert sync.azureml_sync() == []
@@ -165,7 +166,8 @@ def test_sync_marks_what_changed_outside_the_portal(azure, engineer, client):
     assert "v7" in client.get("/workspace/").content.decode()
     assert blue.status == green.status == Deployment.Status.HEALTHY
     assert sync.azureml_sync() == []  # taken over: nothing new the second time
-    services.endpoint_traffic_set(endpoint=prod, traffic={"blue": 100}, actor=engineer)
+    services.endpoint_traffic_set(endpoint=prod, traffic={"blue": 100}, actor=engineer,
+                                  promotion=running_promotion(prod, version, engineer))
     prod.refresh_from_db()
     assert prod.changed_outside == ""  # the portal's own change supersedes the mark
     wait_for(lambda: backend.endpoint_traffic_applied(endpoint_name="titanic-prod", traffic={"blue": 100}),

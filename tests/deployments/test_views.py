@@ -118,10 +118,21 @@ def test_deploy_form_refuses_production_and_managers(engineer_client, manager_cl
 
 
 def test_delete_with_traffic_is_refused(engineer_client, endpoints):
-    deployment = Deployment.objects.get(name="blue")
-    response = engineer_client.post(reverse("deployments:deployment_delete", args=["titanic-prod", deployment.pk]),
+    staging, prod = endpoints
+    serving = Deployment.objects.create(endpoint=staging, name="blue", model_version=prod.deployments.get().model_version,
+                                        status="healthy", traffic=100, scoring_url="http://127.0.0.1:1/score",
+                                        backend_ref={"dir": "y", "port": 1})
+    response = engineer_client.post(reverse("deployments:deployment_delete", args=[staging.name, serving.pk]),
                                     follow=True)
     assert "still takes 100% of the traffic" in response.content.decode()
+    assert Deployment.objects.get(pk=serving.pk).status == "healthy"
+
+
+def test_delete_on_production_is_refused(engineer_client, endpoints):
+    deployment = Deployment.objects.get(endpoint__name="titanic-prod", name="blue")
+    response = engineer_client.post(reverse("deployments:deployment_delete", args=["titanic-prod", deployment.pk]),
+                                    follow=True)
+    assert "production changes only through a promotion or a rollback" in response.content.decode()
     assert Deployment.objects.get(pk=deployment.pk).status == "healthy"
 
 
