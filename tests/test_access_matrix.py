@@ -1,0 +1,261 @@
+"""Every action URL × {anonymous, engineer, manager, admin}, on production and staging objects.
+
+The URLconf is read, not listed by hand: a URL added later that is in neither ACTIONS nor READ_ONLY fails
+test_every_url_is_in_the_matrix, and one listed as read-only that does change something fails
+test_read_only_urls_change_nothing. A request that is refused (anonymous: the login page; a role without the
+permission: 403; a production change outside a promotion or a rollback: refused with a message) changes no row and
+writes no audit event; a request the role may make does what it says.
+"""
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+from django.apps import apps
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from deployments.models import Deployment, DeploymentProfile, Endpoint, Promotion, PromotionStep, StressProfile
+from deployments.serving import services
+from models_registry.models import TrainingRun
+from tests.models_registry.factories import make_model, make_run
+from workspaces.forms import WorkspaceForm
+from workspaces.models import AzureMLWorkspace
+
+pytestmark = pytest.mark.django_db
+
+ALLOWED, FORBIDDEN, REFUSED = "allowed", "403", "refused"
+ROLES = ("engineer", "manager", "admin")
+PROFILE_YAML = """computeType: AKS
+autoScaler:
+  autoscaleEnabled: true
+  minReplicas: 1
+  maxReplicas: 3
+containerResourceRequirements:
+  cpu: 0.5
+  memoryInGB: 1
+"""
+
+
+@dataclass
+class World:
+    prod: Endpoint
+    staging: Endpoint
+    other_prod: Endpoint
+    rows: dict
+    model: object
+    version: object
+    running_run: TrainingRun
+    finished_run: TrainingRun
+    stress_profile: StressProfile
+    awaiting: Promotion
+    extra: dict = field(default_factory=dict)
+
+
+@pytest.fixture
+def world(engineer, admin_user):
+    """A production endpoint serving v2 (blue, 100%) with v1 idle as its rollback target (green), a staging endpoint
+    laid out the same, a promotion awaiting approval on another production endpoint, a running and a finished run."""
+    profile = DeploymentProfile.objects.create(name="p1")
+    staging = services.endpoint_create(name="t-staging", stage="staging", profile=profile, actor=engineer)
+    prod = services.endpoint_create(name="t-prod", stage="production", profile=profile, actor=engineer)
+    other_prod = services.endpoint_create(name="t-other-prod", stage="production", profile=profile, actor=engineer)
+    model = make_model(engineer, name="titanic", versions=2, key_metric="cv_accuracy")
+    for version in model.versions.all():  # something the serving services can deploy (no worker starts it here)
+        version.training_run = make_run(engineer, backend_job_id=f"job-{version.version}",
+                                        experiment_name=f"exp-{version.version}")
+        version.save(update_fields=["training_run"])
+    v1, v2 = model.versions.order_by("version")
+    rows = {}
+    for endpoint, name, version, traffic in [(prod, "blue", v2, 100), (prod, "green", v1, 0),
+                                             (staging, "blue", v2, 100), (staging, "green", v1, 0)]:
+        rows[endpoint.stage, name] = Deployment.objects.create(
+            endpoint=endpoint, name=name, model_version=version, status="healthy", traffic=traffic,
+            scoring_url="http://127.0.0.1:1/score", backend_ref={"dir": f"{endpoint.name}-{name}", "port": 1})
+    stress_profile = StressProfile.objects.create(name="quick", model=model, concurrency=1, duration_seconds=1,
+                                                  payloads=[{"Pclass": 1}])
+    awaiting = Promotion.objects.create(version=v2, staging_endpoint=staging, production_endpoint=other_prod,
+                                        requested_by=engineer, approval_required=True, reason="better",
+                                        state=Promotion.State.AWAITING_APPROVAL)
+    PromotionStep.objects.create(promotion=awaiting, position=0, kind="approval", label="Approval",
+                                 status=PromotionStep.Status.WAITING)
+    return World(prod=prod, staging=staging, other_prod=other_prod, rows=rows, model=model, version=v2,
+                 running_run=make_run(engineer, status=TrainingRun.Status.RUNNING, example="scripted"),
+                 finished_run=make_run(engineer, backend_job_id="job-unregistered", experiment_name="exp-free"),
+                 stress_profile=stress_profile, awaiting=awaiting)
+
+
+@dataclass(frozen=True)
+class Action:
+    url: str  # the URL's name
+    on: str  # "production", "staging" or "-": the kind of object the request is about
+    args: Callable[[World], list]
+    data: Callable[[World], dict]
+    engineer: str
+    manager: str
+    admin: str
+    changes: bool | None = True  # an allowed request changes rows or the audit log (None: not checked here)
+
+    def __str__(self):
+        return f"{self.url}[{self.on}]"
+
+
+def _endpoint(w: World, on: str) -> Endpoint:
+    return w.prod if on == "production" else w.staging
+
+
+def _workspace_form(w: World) -> dict:
+    initial = WorkspaceForm(instance=AzureMLWorkspace.load()).initial
+    return {**{k: v for k, v in initial.items() if k in WorkspaceForm.Meta.fields}, "resource_group": "rg-one"}
+
+
+E, M, A = "engineer", "manager", "admin"
+ACTIONS = [
+    Action("logout", "-", lambda w: [], lambda w: {}, ALLOWED, ALLOWED, ALLOWED, changes=False),
+    Action("models_registry:model_edit", "-", lambda w: [w.model.name],
+           lambda w: {"description": "edited", "key_metric": "cv_accuracy", "key_metric_goal": "max"},
+           ALLOWED, FORBIDDEN, ALLOWED),
+    Action("models_registry:run_launch", "-", lambda w: [],
+           lambda w: {"example": "scripted", "experiment_name": "exp-new", "compute_target": "local",
+                      "timeout_minutes": 5, "param_sleep": 0, "param_exit_code": 0, "param_outputs": "full",
+                      "param_score": 0.5}, ALLOWED, FORBIDDEN, ALLOWED),
+    Action("models_registry:run_cancel", "-", lambda w: [w.running_run.pk], lambda w: {},
+           ALLOWED, FORBIDDEN, ALLOWED),
+    # Registering copies the run's files, which these rows do not have: the refusal of that is tested elsewhere.
+    Action("models_registry:run_register", "-", lambda w: [w.finished_run.pk],
+           lambda w: {"model": w.model.pk}, ALLOWED, FORBIDDEN, ALLOWED, changes=None),
+    *[Action("deployments:endpoint_key", on, lambda w, on=on: [_endpoint(w, on).name], lambda w: {},
+             ALLOWED, FORBIDDEN, ALLOWED) for on in ("production", "staging")],
+    # "Try it" sends one scoring request (no router runs here, so it says the endpoint did not answer).
+    *[Action("deployments:endpoint_try", on, lambda w, on=on: [_endpoint(w, on).name],
+             lambda w: {"payload": "{}"}, ALLOWED, FORBIDDEN, ALLOWED, changes=False)
+      for on in ("production", "staging")],
+    Action("deployments:endpoint_traffic", "staging", lambda w: [w.staging.name],
+           lambda w: {"blue": 50, "green": 50}, ALLOWED, FORBIDDEN, ALLOWED),
+    Action("deployments:endpoint_traffic", "production", lambda w: [w.prod.name],
+           lambda w: {"blue": 50, "green": 50}, REFUSED, FORBIDDEN, REFUSED),
+    Action("deployments:deployment_delete", "staging",
+           lambda w: [w.staging.name, w.rows["staging", "green"].pk], lambda w: {}, ALLOWED, FORBIDDEN, ALLOWED),
+    Action("deployments:deployment_delete", "production",
+           lambda w: [w.prod.name, w.rows["production", "green"].pk], lambda w: {}, REFUSED, FORBIDDEN, REFUSED),
+    Action("deployments:endpoint_rollback", "production", lambda w: [w.prod.name], lambda w: {},
+           ALLOWED, FORBIDDEN, ALLOWED),
+    Action("deployments:endpoint_rollback", "staging", lambda w: [w.staging.name], lambda w: {},
+           REFUSED, FORBIDDEN, REFUSED),
+    Action("deployments:version_deploy", "staging", lambda w: [w.model.name, w.version.version],
+           lambda w: {"endpoint": w.staging.pk, "name": "red"}, ALLOWED, FORBIDDEN, ALLOWED),
+    Action("deployments:version_deploy", "production", lambda w: [w.model.name, w.version.version],
+           lambda w: {"endpoint": w.prod.pk, "name": "red"}, REFUSED, FORBIDDEN, REFUSED),
+    Action("deployments:version_promote", "production", lambda w: [w.model.name, w.version.version],
+           lambda w: {"production_endpoint": w.prod.pk, "staging_endpoint": w.staging.pk,
+                      "stress_profile": w.stress_profile.pk, "reason": "better"}, ALLOWED, FORBIDDEN, ALLOWED),
+    Action("deployments:version_promote", "staging", lambda w: [w.model.name, w.version.version],
+           lambda w: {"production_endpoint": w.staging.pk, "staging_endpoint": w.staging.pk,
+                      "stress_profile": w.stress_profile.pk, "reason": "better"}, REFUSED, FORBIDDEN, REFUSED),
+    Action("deployments:profile_import", "-", lambda w: [], lambda w: {"name": "imported", "text": PROFILE_YAML},
+           FORBIDDEN, FORBIDDEN, ALLOWED),
+    Action("deployments:promotion_decide", "production", lambda w: [w.awaiting.pk],
+           lambda w: {"decision": "approve", "comment": "evidence is good"}, FORBIDDEN, ALLOWED, ALLOWED),
+    Action("workspaces:workspace_detail", "-", lambda w: [], _workspace_form, FORBIDDEN, FORBIDDEN, ALLOWED),
+    Action("workspaces:workspace_test", "-", lambda w: [], lambda w: {}, FORBIDDEN, FORBIDDEN, ALLOWED),
+]
+
+# URLs that only show something: a POST to them must change nothing. Each with the arguments to reach it.
+READ_ONLY = {
+    "": lambda w: [],  # the root: a redirect to the models list
+    "models_registry:model_list": lambda w: [],
+    "models_registry:model_detail": lambda w: [w.model.name],
+    "models_registry:version_detail": lambda w: [w.model.name, w.version.version],
+    "models_registry:version_download": lambda w: [w.model.name, w.version.version, "model.bin"],
+    "models_registry:run_list": lambda w: [],
+    "models_registry:run_detail": lambda w: [w.running_run.pk],
+    "deployments:endpoint_list": lambda w: [],
+    "deployments:endpoint_detail": lambda w: [w.prod.name],
+    "deployments:deployment_logs": lambda w: [w.prod.name, w.rows["production", "blue"].pk],
+    "deployments:promotion_list": lambda w: [],
+    "deployments:promotion_detail": lambda w: [w.awaiting.pk],
+}
+PUBLIC = {"login"}  # the only view marked login_not_required; its throttling is tested in tests/test_login.py
+# Django admin checks its own permissions (staff only, per model); tested in tests/test_audit.py and
+# tests/deployments/test_production_guard.py.
+NOT_HERE = ("admin",)
+
+
+def _walk(patterns, prefix="", namespace=""):
+    for entry in patterns:
+        if isinstance(entry, URLResolver):
+            inner = f"{namespace}:{entry.namespace}" if namespace and entry.namespace else (
+                entry.namespace or namespace)
+            yield from _walk(entry.url_patterns, prefix + str(entry.pattern), inner)
+        elif isinstance(entry, URLPattern):
+            name = f"{namespace}:{entry.name}" if namespace and entry.name else (entry.name or "")
+            yield name, prefix + str(entry.pattern), entry.callback
+
+
+def _portal_urls():
+    return {name: (route, callback) for name, route, callback in _walk(get_resolver().url_patterns)
+            if name.split(":")[0] not in NOT_HERE}
+
+
+def test_every_url_is_in_the_matrix():
+    urls = _portal_urls()
+    listed = {a.url for a in ACTIONS} | set(READ_ONLY) | PUBLIC
+    assert set(urls) - listed == set(), "URLs missing from the access matrix: add a row to ACTIONS or READ_ONLY"
+    assert listed - set(urls) == set(), "rows for URLs that no longer exist"
+    public = {name for name, (_, callback) in urls.items() if getattr(callback, "login_required", True) is False}
+    assert public == PUBLIC
+
+
+def snapshot() -> dict:
+    """Every row of the portal's own apps (and users and groups), field by field, and the audit log."""
+    state = {}
+    for app in ("auth", "audit", "models_registry", "deployments", "workspaces"):
+        for model in apps.get_app_config(app).get_models():
+            state[model._meta.label] = sorted(map(repr, model.objects.order_by("pk").values_list()))
+    return state
+
+
+def _client(request, role):
+    if role == "anonymous":
+        return Client()
+    client = Client()
+    client.force_login(request.getfixturevalue({"admin": "admin_user"}.get(role, role)))
+    return client
+
+
+@pytest.mark.parametrize("role", ["anonymous", *ROLES])
+@pytest.mark.parametrize("action", ACTIONS, ids=str)
+def test_action_by_role(request, world, action, role):
+    client = _client(request, role)
+    url = reverse(action.url, args=action.args(world))
+    data = action.data(world)
+    before = snapshot()
+    response = client.post(url, data)
+    after = snapshot()
+    expected = "login" if role == "anonymous" else getattr(action, role)
+    if expected == "login":
+        assert response.status_code == 302 and response["Location"].startswith(reverse("login") + "?next=")
+    elif expected == FORBIDDEN:
+        assert response.status_code == 403
+    elif expected == REFUSED:
+        assert response.status_code in (302, 400), response.status_code
+        shown = client.get(response["Location"]) if response.status_code == 302 else response
+        assert b'<li class="error"' in shown.content or b"errorlist" in shown.content
+    else:
+        assert response.status_code in (200, 302, 400) and response.status_code != 403
+        if action.changes is not None:
+            assert (after != before) is action.changes, f"{action} by {role}: changes={after != before}"
+    if expected != ALLOWED:
+        assert after == before, f"{action} refused for {role} but changed rows"
+
+
+@pytest.mark.parametrize("name", sorted(READ_ONLY))
+def test_read_only_urls_change_nothing(request, world, name):
+    url = reverse(name, args=READ_ONLY[name](world)) if name else "/"
+    anonymous = Client().get(url)
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith(reverse("login"))
+    admin = _client(request, "admin")
+    reachable = (200, 302, 404) if name == "models_registry:version_download" else (200, 302)  # no file on disk
+    assert admin.get(url).status_code in reachable
+    before = snapshot()
+    response = admin.post(url, {"name": "x", "traffic": 0})
+    assert response.status_code in (302, 405) and snapshot() == before
