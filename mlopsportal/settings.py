@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_celery_beat",
+    "axes",
     "accounts",
     "audit",
     "models_registry",
@@ -71,6 +72,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "mlopsportal.urls"
@@ -142,12 +145,28 @@ CACHES = {
     if REDIS_CACHE_URL else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
                              "LOCATION": str(DATA_DIR / "cache")}
 }
-AUTHENTICATION_BACKENDS = ["accounts.backends.CachedPermissionBackend"]
+# django-axes first: it refuses a sign-in while the account is locked out, before any password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "accounts.backends.CachedPermissionBackend"]
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 CSRF_FAILURE_VIEW = "accounts.views.csrf_failure"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# Sign-in throttling (django-axes): after MLOPS_LOGIN_FAILURE_LIMIT wrong passwords the account is locked for
+# MLOPS_LOGIN_LOCKOUT_MINUTES, from the address that tried (MLOPS_LOGIN_LOCK_BY=account+ip, the default, so a
+# stranger cannot lock a colleague out from elsewhere), from everywhere (account) or for every account (ip).
+# A successful sign-in clears the count. Admins unlock early in Django admin (Axes > Access attempts) or with
+# `manage.py axes_reset_username <name>`.
+_LOCK_BY = {"account+ip": [["username", "ip_address"]], "account": ["username"], "ip": ["ip_address"]}
+_lock_by = os.environ.get("MLOPS_LOGIN_LOCK_BY", "account+ip").strip().lower()
+if _lock_by not in _LOCK_BY:
+    raise ValueError(f"MLOPS_LOGIN_LOCK_BY must be one of {', '.join(_LOCK_BY)}, not {_lock_by!r}")
+AXES_LOCKOUT_PARAMETERS = _LOCK_BY[_lock_by]
+AXES_FAILURE_LIMIT = int(os.environ.get("MLOPS_LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("MLOPS_LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts.views.login_locked_out"
 
 # --- Celery -----------------------------------------------------------------------------------------------------
 BROKER_DIR = DATA_DIR / "broker"
