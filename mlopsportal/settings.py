@@ -278,8 +278,11 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {"client_errors_in_one_line": {"()": "mlopsportal.lib.logfilters.ClientErrorsInOneLine"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # The Azure SDK logs every request and response at INFO; keep its warnings and errors only.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "azure": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "azure": {"level": "WARNING"},
+                # A 403 or 404 is one line ("Forbidden (Permission denied): /path"), not a traceback.
+                "django.request": {"filters": ["client_errors_in_one_line"]}},
 }
