@@ -12,7 +12,7 @@ class AuditEvent(models.Model):
         UPDATE = "update", "edited"
         DELETE = "delete", "deleted"
         CANCEL = "cancel", "canceled"
-        REVEAL = "reveal", "revealed the key of"
+        REVEAL = "reveal", "viewed the key of"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -1,5 +1,6 @@
 """The audit log: written for every change, shown on the object's page, never editable."""
 import pytest
+from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 
 from audit.models import AuditEvent
@@ -57,3 +58,20 @@ def test_admin_deleting_latest_version_moves_latest_back(admin_client_, engineer
     model.refresh_from_db()
     assert model.latest_version.version == 1
     assert AuditEvent.objects.filter(via="admin", action="delete", target_id=str(latest.pk)).exists()
+
+
+def test_viewing_a_key_reads_in_plain_words_old_rows_too(engineer_client, engineer):
+    from deployments.models import DeploymentProfile
+    from deployments.serving import services
+
+    endpoint = services.endpoint_create(name="words-prod", stage="production",
+                                        profile=DeploymentProfile.objects.create(name="words"), actor=engineer)
+    old = AuditEvent.objects.create(actor=engineer, actor_name=engineer.username, action="reveal",
+                                    target_type=ContentType.objects.get_for_model(endpoint),
+                                    target_id=str(endpoint.pk), target_repr=endpoint.name, summary="revealed the key")
+    engineer_client.post(reverse("deployments:endpoint_key", args=[endpoint.name]))
+    new = AuditEvent.objects.filter(action="reveal").exclude(pk=old.pk).get()
+    assert new.summary == "viewed the key of words-prod"
+    assert str(old).endswith("eve-engineer viewed the key of words-prod")
+    page = engineer_client.get(endpoint.get_absolute_url()).content.decode()
+    assert page.count("viewed the key of") >= 2 and "revealed the key of" not in page

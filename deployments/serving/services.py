@@ -403,7 +403,8 @@ def payload_parse(text: str) -> object:
 
 
 def endpoint_key_reveal(*, endpoint: Endpoint, actor) -> str:
-    audit_record(actor=actor, action=AuditEvent.Action.REVEAL, target=endpoint, summary="revealed the key")
+    audit_record(actor=actor, action=AuditEvent.Action.REVEAL, target=endpoint,
+                 summary=f"viewed the key of {endpoint.name}")
     return endpoint.key
 
 
