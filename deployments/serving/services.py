@@ -3,9 +3,12 @@
 A deployment is a row whose status the workers advance (creating -> healthy | failed; deleting -> deleted) by
 conditional updates; the pages read only the rows. These services are the only writers of a deployment's status:
 manual deploys, the promotion pipeline and the platform sync all come through them, so every transition is
-validated and audited in one place. They also tell the backend what the portal's router needs (endpoints' settings,
-the deployments that answer, traffic); routing_publish gives it all of that again, so the router's table is right
-even when one of those calls did not get through.
+validated and audited in one place. They also tell the backend what the portal's router needs (endpoints'
+settings, the deployments that answer, traffic); routing_publish gives it all of that again, so the router's table
+is right even when one of those calls did not get through.
+
+Production changes only through a promotion (which passes itself as `promotion=`) or a rollback: a direct deploy,
+delete or traffic change on a production endpoint is refused here, whoever asks and whatever the page shows.
 """
 from __future__ import annotations
 
