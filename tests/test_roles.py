@@ -69,3 +69,38 @@ def test_demo_setup_creates_one_user_per_role(capsys):
     assert Endpoint.objects.get(name="titanic-staging").stage == "staging"
     call_command("demo_setup", password="demo-pass-xyz")  # a second run changes nothing
     assert Endpoint.objects.count() == 2
+
+
+def test_demo_setup_again_keeps_what_people_changed(capsys):
+    """portal.py run calls demo_setup at every start: a changed password, a removed user and the signed-in
+    sessions must survive it, and the users it made are in the audit log."""
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from audit.models import AuditEvent
+
+    User = get_user_model()
+    call_command("demo_setup", password="first-pass")
+    assert AuditEvent.objects.filter(summary__startswith="created demo user").count() == 3
+    engineer = User.objects.get(username="engineer")
+    engineer.set_password("my-own-pass")
+    engineer.save()
+    session_hash = engineer.get_session_auth_hash()
+    User.objects.get(username="manager").delete()
+    capsys.readouterr()
+
+    call_command("demo_setup", password="first-pass")
+    out = capsys.readouterr().out
+    engineer.refresh_from_db()
+    assert engineer.check_password("my-own-pass") and engineer.get_session_auth_hash() == session_hash
+    assert not User.objects.filter(username="manager").exists()
+    assert "first-pass" not in out and "Nobody's password or role was changed" in out
+    assert AuditEvent.objects.filter(summary__startswith="created demo user").count() == 3
+
+
+def test_demo_setup_makes_no_demo_users_beside_real_ones(capsys, django_user_model):
+    from django.core.management import call_command
+
+    django_user_model.objects.create_user("alice", password="x" * 12)
+    call_command("demo_setup", password="demo-pass-xyz")
+    assert list(django_user_model.objects.values_list("username", flat=True)) == ["alice"]

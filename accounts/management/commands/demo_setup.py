@@ -1,12 +1,16 @@
 """Creates one demo user per role, the Titanic model and its staging and production endpoints, for trying the portal."""
 import json
 import secrets
+from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
+from django.db import transaction
 
 from accounts import roles
+from audit.models import AuditEvent
+from audit.services import audit_record
 from deployments.models import DeploymentProfile, Endpoint, FunctionalTestCase, StressProfile
 from deployments.serving import services as serving
 from mlopsportal import examples
@@ -20,39 +24,60 @@ DEMO_USERS = (
 
 
 class Command(BaseCommand):
-    help = "Create demo users (one per role) and register the worked Titanic example as a model. Demo use only."
+    help = ("Create demo users (one per role) on a database that has no users yet, and register the worked Titanic "
+            "example as a model. Run again, it keeps users as they are: changed passwords, removed users. Demo use only.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--password", help="Password for all demo users (default: a random one, printed).")
+        parser.add_argument("--password", help="Password for the demo users it creates (default: a random one, printed).")
+        parser.add_argument("--password-file", help="Read that password from this file (portal.py run keeps one).")
 
-    def handle(self, *args, password=None, **options):
-        User = get_user_model()
-        password = password or secrets.token_urlsafe(9)
+    def handle(self, *args, password=None, password_file=None, **options):
+        if password_file:
+            password = Path(password_file).read_text().strip()
         roles.ensure_role_groups()
-        lines = []
-        for username, role, staff in DEMO_USERS:
-            user, created = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.com"})
-            user.is_staff = staff
-            user.is_superuser = False
-            user.set_password(password)
-            user.save()
-            user.groups.set([Group.objects.get(name=role)])
-            lines.append(f"  {role:<12} {username:<10} {password}")
+        created = self._users(password or secrets.token_urlsafe(9))
 
         example = examples.get_example("titanic")
-        admin = User.objects.get(username="admin")
-        model, created = services.registered_model_ensure(
+        users = get_user_model().objects.filter(is_active=True).order_by("pk")
+        admin = (users.filter(username="admin").first() or users.filter(is_superuser=True).first()
+                 or users.filter(groups__name=roles.ADMIN).first())
+        if admin is None:
+            self.stdout.write("No active admin to register the Titanic example as; skipped it.")
+            return
+        model, made = services.registered_model_ensure(
             name=example.model_name,
             description=example.description,
             key_metric=example.key_metric,
             actor=admin,
         )
-        self.stdout.write(("Registered" if created else "Found") + f" model '{model.name}' (key metric {model.key_metric}).")
+        self.stdout.write(("Registered" if made else "Found") + f" model '{model.name}' (key metric {model.key_metric}).")
         self._endpoints(admin)
         self._checks(model, example)
-        self.stdout.write("Demo users (for trying the portal only; change or remove them before real use):")
-        for line in lines:
-            self.stdout.write(line)
+        if created:
+            self.stdout.write("Demo users (for trying the portal only; change or remove them before real use):")
+            for line in created:
+                self.stdout.write(line)
+        else:
+            where = f" (first password in {password_file})" if password_file else ""
+            self.stdout.write(f"Users exist already; demo users are made only on a new database{where}. "
+                              "Nobody's password or role was changed.")
+
+    def _users(self, password: str) -> list[str]:
+        """One user per role, only when there are no users at all: later runs must not undo what people changed."""
+        User = get_user_model()
+        lines = []
+        with transaction.atomic():
+            if User.objects.select_for_update().exists():
+                return lines
+            for username, role, staff in DEMO_USERS:
+                user = User(username=username, email=f"{username}@example.com", is_staff=staff)
+                user.set_password(password)
+                user.save()
+                user.groups.set([Group.objects.get(name=role)])
+                audit_record(actor=None, action=AuditEvent.Action.CREATE, target=user,
+                             summary=f"created demo user {username} ({role})")
+                lines.append(f"  {role:<12} {username:<10} {password}")
+        return lines
 
     def _endpoints(self, admin) -> None:
         """A staging and a production endpoint for the Titanic model, with the seed's AKS settings for production."""
