@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Set up and run the MLOps portal, or its tests, on a machine that has nothing but Python 3.11+.
 
-    python3 portal.py run     # venv + pinned install + migrations + demo users, then web, worker and beat
+    python3 portal.py run     # venv + pinned install + migrations + demo users, then web, worker, beat and router
+    python3 portal.py ctl status   # supervisorctl on the running portal
     python3 portal.py test    # venv + pinned test install, then the whole test suite
 
 `run` uses the embedded default (SQLite and Celery's filesystem transport under ./var) unless DATABASE_URL and
@@ -12,11 +13,10 @@ import argparse
 import hashlib
 import os
 import secrets
-import signal
+import shlex
 import socket
 import subprocess
 import sys
-import time
 import venv
 from pathlib import Path
 
@@ -63,14 +63,60 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
-def demo_password() -> str:
+def demo_password_file() -> Path:
+    """The demo users' first password, made once: `demo_setup` sets it only on the users it creates."""
     data_dir = Path(os.environ.get("MLOPS_DATA_DIR", ROOT / "var"))
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "demo_password"
     if not path.exists():
         path.write_text(secrets.token_urlsafe(9))
         path.chmod(0o600)
-    return path.read_text().strip()
+    return path
+
+
+# What `run` keeps up. supervisord (the well-kept process manager from PyPI) restarts whichever exits: at once if it
+# had been up for STARTSECS, else after 1 s, 2 s, 3 s ... and gives up (FATAL, logged) after STARTRETRIES tries.
+STARTSECS = 3
+STARTRETRIES = 10
+
+
+def supervisor_config(args: argparse.Namespace, data_dir: Path) -> str:
+    """supervisord's configuration for the portal's processes, logging to this terminal."""
+    bin_dir = VENV / "bin"
+    programs = {
+        "web": [bin_dir / "gunicorn", "mlopsportal.wsgi", "--bind", f"{args.host}:{args.port}",
+                "--workers", "2", "--threads", "4", "--access-logfile", "-"],
+        "worker": [bin_dir / "celery", "-A", "mlopsportal", "worker", "--loglevel", "INFO",
+                   "--concurrency", str(args.concurrency), "--without-mingle", "--without-gossip",
+                   "--hostname", "worker@%h"],
+        "beat": [bin_dir / "celery", "-A", "mlopsportal", "beat", "--loglevel", "INFO", "--pidfile", ""],
+        "router": [VENV_PY, "manage.py", "run_router"],
+    }
+
+    def quoted(value) -> str:  # supervisor splits commands like a shell and expands %(name)s
+        return shlex.quote(str(value)).replace("%", "%%")
+
+    sock = quoted(data_dir / "supervisor.sock")
+    password = secrets.token_urlsafe(18)  # the socket is the user's own (0700); this quiets supervisord's warning
+    lines = [
+        "[supervisord]", "nodaemon=true", f"logfile={quoted(data_dir / 'log' / 'supervisord.log')}",
+        "logfile_maxbytes=10MB", "logfile_backups=3", f"pidfile={quoted(data_dir / 'supervisord.pid')}",
+        f"childlogdir={quoted(data_dir / 'log')}", "",
+        "[unix_http_server]", f"file={sock}", "chmod=0700", "username=portal", f"password={password}", "",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
+        "[supervisorctl]", f"serverurl=unix://{sock}", "username=portal", f"password={password}", "",
+    ]
+    for name, command in programs.items():
+        lines += [
+            f"[program:{name}]", "command=" + " ".join(quoted(part) for part in command), f"directory={quoted(ROOT)}",
+            "autostart=true", "autorestart=true", f"startsecs={STARTSECS}", f"startretries={STARTRETRIES}",
+            # TERM to the parent only (celery finishes its running tasks, gunicorn its requests); after stopwaitsecs
+            # the whole group is killed, the worker's pool and gunicorn's workers with it
+            "stopasgroup=false", "killasgroup=true", "stopwaitsecs=20",
+            "stdout_logfile=/dev/stdout", "stdout_logfile_maxbytes=0", "redirect_stderr=true", "",
+        ]
+    return "\n".join(lines)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -78,46 +124,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     say("applying migrations")
     manage("migrate", "--noinput", "-v", "0")
     manage("collectstatic", "--noinput", "-v", "0")
-    manage("demo_setup", "--password", demo_password())
-    bin_dir = VENV / "bin"
-    processes = {
-        "worker": [str(bin_dir / "celery"), "-A", "mlopsportal", "worker", "--loglevel", "INFO",
-                   "--concurrency", str(args.concurrency), "--without-mingle", "--without-gossip",
-                   "--hostname", "worker@%h"],
-        "beat": [str(bin_dir / "celery"), "-A", "mlopsportal", "beat", "--loglevel", "INFO",
-                 "--pidfile", ""],
-        "web": [str(bin_dir / "gunicorn"), "mlopsportal.wsgi", "--bind", f"{args.host}:{args.port}",
-                "--workers", "2", "--threads", "4", "--access-logfile", "-"],
-        "router": [str(VENV_PY), "manage.py", "run_router"],
-    }
-    children = {name: subprocess.Popen(cmd, cwd=ROOT) for name, cmd in processes.items()}
-    say(f"portal running at http://{args.host}:{args.port}/ with a worker, beat and the endpoint router; "
-        "Ctrl-C stops them (deployments keep serving)")
-    stopping = False
+    manage("demo_setup", "--password-file", str(demo_password_file()))
+    data_dir = Path(os.environ.get("MLOPS_DATA_DIR", ROOT / "var")).resolve()
+    (data_dir / "log").mkdir(parents=True, exist_ok=True)
+    config = data_dir / "supervisord.conf"
+    config.touch(mode=0o600)
+    config.chmod(0o600)  # it holds the control socket's password
+    config.write_text(supervisor_config(args, data_dir))
+    # Beat's reconcile asks supervisord to restart a router that stopped answering.
+    os.environ["MLOPS_SUPERVISOR_SOCKET"] = str(data_dir / "supervisor.sock")
+    say(f"portal running at http://{args.host}:{args.port}/ with a worker, beat and the endpoint router, kept up by "
+        "supervisord (a process that exits is restarted). Ctrl-C stops them all; deployment servers keep running "
+        f"and are routed again at the next start. Status: python3 portal.py ctl status")
+    sys.stdout.flush()
+    supervisord = VENV / "bin" / "supervisord"
+    os.execv(supervisord, [str(supervisord), "--configuration", str(config)])
 
-    def stop(*_):
-        nonlocal stopping
-        stopping = True
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    exit_code = 0
-    while not stopping:
-        for name, child in children.items():
-            if child.poll() is not None:
-                say(f"{name} exited with code {child.returncode}; stopping the others")
-                exit_code = child.returncode or 1
-                stopping = True
-        time.sleep(0.5)
-    for child in children.values():
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    for child in children.values():
-        try:
-            child.wait(20)
-        except subprocess.TimeoutExpired:
-            child.kill()
-    return exit_code
+def cmd_ctl(rest: list[str]) -> int:
+    """supervisorctl on the running portal: status, restart worker, tail -f router ..."""
+    data_dir = Path(os.environ.get("MLOPS_DATA_DIR", ROOT / "var")).resolve()
+    config = data_dir / "supervisord.conf"
+    if not config.exists():
+        sys.exit("The portal has not been started here yet (python3 portal.py run).")
+    return subprocess.run([str(VENV / "bin" / "supervisorctl"), "--configuration", str(config), *rest]).returncode
 
 
 def cmd_test(args: argparse.Namespace, pytest_args: list[str]) -> int:
@@ -152,9 +182,12 @@ def main() -> int:
     run.add_argument("--concurrency", type=int, default=2, help="worker processes")
     sub.add_parser("test", help="set up and run the test suite (extra arguments go to pytest)")
     sub.add_parser("setup", help="only create the virtualenv and install the pinned dependencies")
+    sub.add_parser("ctl", help="supervisorctl on the running portal (status, restart worker, tail -f router ...)")
     args, rest = parser.parse_known_args()
     if args.command == "test":
         return cmd_test(args, rest)
+    if args.command == "ctl":
+        return cmd_ctl(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "setup":
