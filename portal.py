@@ -131,8 +131,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config.touch(mode=0o600)
     config.chmod(0o600)  # it holds the control socket's password
     config.write_text(supervisor_config(args, data_dir))
-    # Beat's reconcile asks supervisord to restart a router that stopped answering.
-    os.environ["MLOPS_SUPERVISOR_SOCKET"] = str(data_dir / "supervisor.sock")
+    # Beat's reconcile asks supervisord to restart a router that stopped answering (mlopsportal/lib/supervision.py).
+    os.environ["MLOPS_SUPERVISOR_CONFIG"] = str(config)
     say(f"portal running at http://{args.host}:{args.port}/ with a worker, beat and the endpoint router, kept up by "
         "supervisord (a process that exits is restarted). Ctrl-C stops them all; deployment servers keep running "
         f"and are routed again at the next start. Status: python3 portal.py ctl status")

@@ -146,6 +146,9 @@ class Deployment(models.Model):
     traffic = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)],
                                                help_text="Percent of the endpoint's requests.")
     backend_ref = models.JSONField(default=dict, blank=True, help_text="What the backend needs to find it again.")
+    backend_plan = models.JSONField(default=dict, blank=True, help_text=(
+        "Where the backend was told to start it, recorded before it started: a worker that dies while starting it "
+        "leaves this, and the next one adopts what was started there."))
     scoring_url = models.CharField(max_length=500, blank=True, help_text="The deployment's own URL (no routing).")
     error = models.TextField(blank=True)
     restarts = models.PositiveIntegerField(default=0)

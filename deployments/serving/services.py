@@ -27,6 +27,7 @@ from audit.models import AuditEvent
 from audit.services import audit_record
 from mlopsportal.backends import BackendError, get_backend
 from mlopsportal.backends.base import DeploymentState, EndpointRouting, ServingSpec
+from mlopsportal.lib import supervision
 from mlopsportal.lib.queue import enqueue
 from mlopsportal.lib.refusals import in_words
 from models_registry.models import ModelVersion
@@ -140,8 +141,11 @@ def deployment_start(*, deployment_id: int) -> bool:
     deployment = Deployment.objects.select_related("endpoint", "model_version__training_run").get(pk=deployment_id)
     if deployment.status != Status.CREATING or deployment.backend_ref:
         return deployment.status == Status.CREATING
+    backend = get_backend()
     try:
-        created = get_backend().deployment_create(_spec(deployment))
+        spec = _spec(deployment)
+        plan = deployment.backend_plan or _plan_record(deployment, backend.deployment_plan(spec))
+        created = backend.deployment_create(spec, plan)
     except (BackendError, ValidationError) as exc:
         if isinstance(exc, BackendError) and not exc.permanent:
             raise
@@ -151,6 +155,25 @@ def deployment_start(*, deployment_id: int) -> bool:
     Deployment.objects.filter(pk=deployment_id, status=Status.CREATING).update(
         backend_ref=created.ref, scoring_url=created.scoring_url, last_checked_at=timezone.now())
     return True
+
+
+def _plan_record(deployment: Deployment, plan: dict) -> dict:
+    """Write where the deployment will be started before starting it (committed at once: this runs outside any
+    transaction), so that whatever a worker dying next leaves behind has a row that owns it. Returns the plan the row
+    holds: another worker's, if one got there first."""
+    if plan:
+        Deployment.objects.filter(pk=deployment.pk, backend_plan={}).update(backend_plan=plan)
+        deployment.backend_plan = Deployment.objects.values_list("backend_plan", flat=True).get(pk=deployment.pk)
+    return deployment.backend_plan
+
+
+def _owned_by_rows() -> list[dict]:
+    """The refs and plans of every deployment that may own something on the platform."""
+    owned = []
+    for ref, plan in Deployment.objects.exclude(status__in=[Status.DELETED, Status.FAILED]).values_list(
+            "backend_ref", "backend_plan"):
+        owned += [x for x in (ref, plan) if x]
+    return owned
 
 
 def deployment_poll(*, deployment_id: int) -> bool:
@@ -327,8 +350,9 @@ def deployment_remove(*, deployment_id: int) -> None:
 
 
 def deployments_reconcile() -> list[int]:
-    """Restart deployments whose server died; mark the ones that cannot come back; then publish the routing table.
-    Returns the ids restarted."""
+    """Restart deployments whose server died; mark the ones that cannot come back; stop servers that no deployment
+    owns (a worker killed while starting one, a row deleted by hand); then publish the routing table. Returns the ids
+    restarted."""
     backend = get_backend()
     restarted = []
     for deployment in Deployment.objects.filter(status__in=[Status.HEALTHY, Status.UNHEALTHY]).select_related(
@@ -367,11 +391,40 @@ def deployments_reconcile() -> list[int]:
         _route_set(backend, deployment, revived.scoring_url)
         log.warning("restarted deployment %s", deployment)
         restarted.append(deployment.pk)
+    if backend.routed_by_portal:
+        router_check()
+    try:
+        for what in backend.deployment_sweep(_owned_by_rows):
+            log.warning("stopped %s", what)
+    except BackendError as exc:
+        log.warning("could not look for servers that no deployment owns: %s", exc)
     try:
         routing_publish()
     except BackendError as exc:
         log.warning("could not publish the routing table: %s", exc)
     return restarted
+
+
+def router_answers(timeout: float = 3) -> bool:
+    try:
+        return requests.get(settings.MLOPS_ROUTER_URL.rstrip("/") + "/", timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def router_check() -> bool:
+    """Whether the endpoints' router answers. One that is alive but does not (hung) is killed through supervisord,
+    which starts it again at once; one that died was already restarted by supervisord. Returns whether it answered."""
+    if router_answers():
+        return True
+    try:
+        supervision.program_kill("router")
+    except supervision.NotSupervised as exc:
+        log.warning("the endpoint router at %s does not answer, and cannot be restarted from here: %s",
+                    settings.MLOPS_ROUTER_URL, exc)
+        return False
+    log.error("the endpoint router at %s did not answer; had supervisord restart it", settings.MLOPS_ROUTER_URL)
+    return False
 
 
 def routing_publish() -> None:

@@ -536,7 +536,7 @@ class AzureMLBackend(MLBackend):
                                                    limits=ResourceSettings(cpu=cpu, memory=memory)),
             scale_settings=scale, **common)
 
-    def deployment_create(self, spec: ServingSpec) -> DeployedRef:
+    def deployment_create(self, spec: ServingSpec, plan: dict | None = None) -> DeployedRef:
         """Create the endpoint if it is missing (the deployment itself is submitted by deployment_state once the
         endpoint is ready). Nothing here waits for Azure."""
         config = self.config()

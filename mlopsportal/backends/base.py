@@ -179,6 +179,8 @@ class MLBackend(abc.ABC):
     name: str
     # True when the platform keeps deployments running itself (a deployment being updated there still serves).
     heals_itself: bool = False
+    # True when the portal's own router (manage.py run_router) serves the endpoints' scoring URLs.
+    routed_by_portal: bool = False
 
     # --- the platform -----------------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -217,9 +219,17 @@ class MLBackend(abc.ABC):
     def artifact_open(self, uri: str, path: str) -> BinaryIO: ...
 
     # --- serving ----------------------------------------------------------------------------------------------
+    def deployment_plan(self, spec: ServingSpec) -> dict:
+        """Where a new deployment will live (a folder and port, a platform id), decided before anything starts:
+        the portal records it on the row first, so that deployment_create run again after a worker died there adopts
+        what the first call started instead of starting another. {} when the platform's own names already make
+        creating idempotent (azureml creates or updates the endpoint's deployment of that name)."""
+        return {}
+
     @abc.abstractmethod
-    def deployment_create(self, spec: ServingSpec) -> DeployedRef:
-        """Start creating a deployment and return at once; poll deployment_state until healthy or failed."""
+    def deployment_create(self, spec: ServingSpec, plan: dict | None = None) -> DeployedRef:
+        """Start creating a deployment where `plan` (from deployment_plan) says, or adopt the one an earlier call
+        with the same plan started; return at once; poll deployment_state until healthy or failed."""
 
     @abc.abstractmethod
     def deployment_state(self, ref: dict) -> DeploymentState: ...
@@ -234,6 +244,13 @@ class MLBackend(abc.ABC):
 
     @abc.abstractmethod
     def deployment_delete(self, ref: dict) -> None: ...
+
+    def deployment_sweep(self, owned: Callable[[], list[dict]]) -> list[str]:
+        """Stop what this backend runs that no deployment owns, and say in words what it stopped. `owned` returns the
+        refs and plans of every deployment that may own something; it is called after the backend has listed what
+        runs, so something started meanwhile (its plan recorded first) is never taken for an orphan. A platform whose
+        deployments are not processes of this machine has nothing to sweep."""
+        return []
 
     def deployment_revive(self, ref: dict, spec: ServingSpec) -> DeployedRef | None:
         """Bring back a deployment whose process died, if this backend is the one that runs processes.

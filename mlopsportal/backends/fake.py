@@ -329,9 +329,16 @@ class FakeBackend(MLBackend):
         return io.BytesIO(data)
 
     # --- serving ----------------------------------------------------------------------------------------------
-    def deployment_create(self, spec: ServingSpec) -> DeployedRef:
+    def deployment_plan(self, spec: ServingSpec) -> dict:
+        with _STORE.lock:
+            return {"id": f"{spec.endpoint_name}/{spec.deployment_name}/{next(_STORE.ids)}"}
+
+    def deployment_create(self, spec: ServingSpec, plan: dict | None = None) -> DeployedRef:
         with _STORE.lock:
             self._raise_if_failing("deployment_create")
+            adopted = _STORE.deployments.get((plan or {}).get("id", ""))
+            if adopted is not None and adopted.state != "deleted":  # an earlier call made it: the same one
+                return DeployedRef(ref=_ref(adopted), scoring_url=_scoring_url(adopted))
             if spec.code_job_id not in _STORE.jobs:
                 raise BackendError(f"The fake platform has no job {spec.code_job_id} to take "
                                    f"{spec.scoring_script} from.")
@@ -345,7 +352,7 @@ class FakeBackend(MLBackend):
                         other.spec.deployment_name == spec.deployment_name:
                     raise BackendError(f"Endpoint {spec.endpoint_name} already has a deployment named "
                                        f"{spec.deployment_name}.")
-            ref_id = f"{spec.endpoint_name}/{spec.deployment_name}/{next(_STORE.ids)}"
+            ref_id = (plan or {}).get("id") or f"{spec.endpoint_name}/{spec.deployment_name}/{next(_STORE.ids)}"
             deployment = _Deployment(ref_id, spec, polls_left=int(_STORE.knobs["deployment_polls"]),
                                      fails_with=self._outcome_failure("deployment"))
             deployment.log.append(f"creating {spec.deployment_name} on {spec.endpoint_name} serving "

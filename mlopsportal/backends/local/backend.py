@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+import psutil
 from django.conf import settings
 
 from mlopsportal.examples import Example
@@ -82,6 +83,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _port_taken(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _stop_group(leader: int) -> None:
+    """Stop a detached server: SIGTERM to its leader (gunicorn's master stops its workers), SIGKILL to the whole
+    group after 15 s."""
+    try:
+        os.kill(leader, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _pid_alive(leader, *SERVER_MARKERS):
+        time.sleep(0.1)
+    try:
+        os.killpg(leader, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def _server_state(folder: Path) -> dict:
     try:
         return json.loads((folder / "server.json").read_text())
@@ -93,6 +118,7 @@ class LocalServingMixin:
     """Each deployment is Azure ML's inference server on a port of 127.0.0.1, started by server.py."""
 
     root: Path
+    routed_by_portal = True
 
     def _deployment_dir(self, ref: dict) -> Path:
         return files.safe_join(self.root, ref["dir"])
@@ -122,18 +148,58 @@ class LocalServingMixin:
             raise BackendError(f"Could not start the inference server: {exc}") from exc
         return DeployedRef(ref={"dir": relative_dir, "port": port}, scoring_url=f"http://127.0.0.1:{port}/score")
 
-    def deployment_create(self, spec: ServingSpec) -> DeployedRef:
-        relative = f"deployments/{spec.endpoint_name}/{spec.deployment_name}-{int(time.time() * 1000)}"
-        return self._start_server(spec, relative, free_port())
+    def deployment_plan(self, spec: ServingSpec) -> dict:
+        return {"dir": f"deployments/{spec.endpoint_name}/{spec.deployment_name}-{int(time.time() * 1000)}",
+                "port": free_port()}
+
+    def deployment_create(self, spec: ServingSpec, plan: dict | None = None) -> DeployedRef:
+        plan = plan or self.deployment_plan(spec)
+        running = self._servers().get(plan["dir"])
+        if running is not None:  # a worker that died after starting it: adopt the server, do not start another
+            _, port = running
+            return DeployedRef(ref={"dir": plan["dir"], "port": port}, scoring_url=f"http://127.0.0.1:{port}/score")
+        port = plan["port"]
+        if _port_taken(port):
+            port = free_port()
+        return self._start_server(spec, plan["dir"], port)
+
+    def _servers(self) -> dict[str, tuple[int, int]]:
+        """The inference servers running on this machine from this backend's folder: their folder (relative to the
+        root) -> (process group, port), read from the processes themselves (a server may not have written its
+        server.json yet)."""
+        found = {}
+        root = self.root.resolve()
+        for process in psutil.process_iter(["pid", "cmdline"]):
+            cmdline = process.info["cmdline"] or []
+            if not any(marker in part for part in cmdline for marker in SERVER_MARKERS):
+                continue
+            try:
+                folder = Path(cmdline[cmdline.index("--dir") + 1]).resolve()
+                port = int(cmdline[cmdline.index("--port") + 1])
+                relative = folder.relative_to(root).as_posix()
+                group = os.getpgid(process.info["pid"])
+            except (ValueError, IndexError, ProcessLookupError):
+                continue  # not one of ours, or gone meanwhile
+            found.setdefault(relative, (group, port))
+        return found
+
+    def deployment_sweep(self, owned: Callable[[], list[dict]]) -> list[str]:
+        running = self._servers()
+        if not running:
+            return []
+        kept = {ref.get("dir") for ref in owned()}
+        stopped = []
+        for relative, (group, port) in running.items():
+            if relative not in kept:
+                _stop_group(group)
+                stopped.append(f"the inference server in {relative} (port {port}), which no deployment owns")
+        return stopped
 
     def deployment_revive(self, ref: dict, spec: ServingSpec) -> DeployedRef:
         self.deployment_delete(ref)  # make sure nothing half-alive holds the port
         port = ref.get("port") or free_port()
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                port = free_port()  # something else took it meanwhile
-        except OSError:
-            pass
+        if _port_taken(port):
+            port = free_port()  # something else took it meanwhile
         return self._start_server(spec, ref["dir"], port)
 
     def deployment_state(self, ref: dict) -> DeploymentState:
@@ -161,14 +227,11 @@ class LocalServingMixin:
     def deployment_delete(self, ref: dict) -> None:
         state = _server_state(self._deployment_dir(ref))
         pid = int(state.get("pid", 0))
-        if not pid or not _pid_alive(pid, *SERVER_MARKERS):
-            return
-        os.kill(pid, signal.SIGTERM)  # gunicorn's master stops its workers
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and _pid_alive(pid, *SERVER_MARKERS):
-            time.sleep(0.1)
-        if _pid_alive(pid, *SERVER_MARKERS):
-            os.killpg(pid, signal.SIGKILL)
+        if pid and _pid_alive(pid, *SERVER_MARKERS):
+            _stop_group(pid)
+        running = self._servers().get(ref["dir"])  # one that had not written its server.json, or a second one
+        if running is not None:
+            _stop_group(running[0])
 
     # --- the router's table: router/routes.json -------------------------------------------------------------------
     @property
