@@ -36,10 +36,16 @@ def ensure_venv(requirements: str) -> None:
     if not VENV_PY.exists():
         say(f"creating virtualenv in {VENV}")
         venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
-    files = [ROOT / "requirements.txt", ROOT / requirements]
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
+    def digest_of(name: str) -> str:
+        files = [ROOT / "requirements.txt", ROOT / name]
+        return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
+
+    digest = digest_of(requirements)
     stamp = VENV / f".installed-{requirements}"
     if stamp.exists() and stamp.read_text() == digest:
+        return
+    dev_stamp = VENV / ".installed-requirements-dev.txt"  # the test set holds the runtime one (-r requirements.txt)
+    if requirements == "requirements.txt" and dev_stamp.exists() and dev_stamp.read_text() == digest_of("requirements-dev.txt"):
         return
     say(f"installing pinned dependencies from {requirements} (first time takes a few minutes)")
     subprocess.run([str(VENV_PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",

@@ -78,3 +78,13 @@ class PromotionAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Deleting one in flight left production half-shifted with no owner, and deleting any took its evidence
+        # (steps, functional and stress runs) with it. A promotion is never deleted; an active one is canceled.
+        return False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions

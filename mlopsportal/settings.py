@@ -269,6 +269,8 @@ MLOPS_PROMOTION_STALE_SECONDS = int(os.environ.get("MLOPS_PROMOTION_STALE_SECOND
 # A promotion step that broke this many times (an unexpected error, or a worker that died holding it) fails the
 # promotion with the reason instead of being run again forever.
 MLOPS_PROMOTION_STEP_RETRIES = int(os.environ.get("MLOPS_PROMOTION_STEP_RETRIES", "3"))
+# How long a worker holds a promotion while it runs a step; a worker killed holding it delays the resume this long.
+MLOPS_PROMOTION_LEASE_SECONDS = int(os.environ.get("MLOPS_PROMOTION_LEASE_SECONDS", "90"))
 # How long past its planned duration a stress run may take before a missing shard fails it.
 MLOPS_STRESS_GRACE_SECONDS = int(os.environ.get("MLOPS_STRESS_GRACE_SECONDS", "120"))
 # Shards still missing this long past the planned duration are queued again (their worker died).

@@ -50,7 +50,6 @@ from ..verification import services as verification
 log = logging.getLogger(__name__)
 Step = PromotionStep.Status
 State = Promotion.State
-LEASE = timedelta(seconds=90)
 ADVANCE = "deployments.tasks.promotion_advance"
 
 
@@ -166,7 +165,8 @@ def promotion_advance(*, promotion_id: int) -> float | None:
     """Run the current step. Returns seconds until the next advance, or None when nothing is to be scheduled."""
     now = timezone.now()
     leased = Promotion.objects.filter(pk=promotion_id, state=State.RUNNING).filter(
-        Q(lease_until__isnull=True) | Q(lease_until__lt=now)).update(lease_until=now + LEASE, updated_at=now)
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now)).update(
+        lease_until=now + timedelta(seconds=settings.MLOPS_PROMOTION_LEASE_SECONDS), updated_at=now)
     if not leased:
         if not Promotion.objects.filter(pk=promotion_id).exists():
             log.warning("promotion %s to advance does not exist (deleted?); nothing to do", promotion_id)
