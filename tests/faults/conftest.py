@@ -10,8 +10,8 @@ def pytest_terminal_summary(terminalreporter):
     width = max(len(fault) for fault, _, _ in RESULTS)
     lines = [f"{'fault injected':<{width}}  outcome   detail", "-" * (width + 40)]
     lines += [f"{fault:<{width}}  {outcome:<8}  {detail}" for fault, outcome, detail in RESULTS]
-    survived = sum(outcome == "survived" for _, outcome, _ in RESULTS)
-    lines.append(f"{survived} of {len(RESULTS)} faults survived")
+    count = {kind: sum(outcome == kind for _, outcome, _ in RESULTS) for kind in ("survived", "FAILED", "not run")}
+    lines.append(f"{count['survived']} survived, {count['FAILED']} failed, {count['not run']} not run")
     terminalreporter.section("fault suite")
     for line in lines:
         terminalreporter.write_line(line)

@@ -82,8 +82,8 @@ class Portal:
         return int(match.group(1)) if match else 0
 
     def kill(self, program: str, sig=signal.SIGKILL) -> int:
+        self.wait(lambda: self.pid(program), 15, f"{program} to be RUNNING", interval=0.3)
         pid = self.pid(program)
-        assert pid, self.ctl("status")
         os.kill(pid, sig)
         return pid
 
@@ -232,7 +232,11 @@ def test_every_fault_is_survived(portal):
     record("promotion with the worker killed at every step", ended,
            f"ended {state} after {len(killed_at)} kills" + (f": {facts['failure_reason']}" if state == "failed" else ""))
     assert ended, facts
-    assert len(killed_at) >= 5, killed_at  # deploy staging, functional, stress, deploy production, traffic
+    # Every step that lasts longer than one poll (0.1 s) took a kill; the functional tests may pass within one.
+    kinds = {step.split(" #")[0] for step in killed_at}
+    assert {"deploy_staging", "stress", "deploy_production", "traffic"} <= kinds, killed_at
+    for kind in sorted({"functional", "approval"} - kinds):
+        RESULTS.append((f"kill -9 worker during {kind}", "not run", "the step passed within one 0.1 s poll"))
     prod = facts["prod"]
     serving = {d["version"]: d["traffic"] for d in prod.values() if d["traffic"]}
     expected = {2: 100} if state == "succeeded" else {1: 100}
@@ -262,8 +266,9 @@ def test_every_fault_is_survived(portal):
     record("kill -9 the serving inference server", True, f"reconcile restarted it; answered after {took:.1f} s")
 
     old = portal.kill("web")
-    took = portal.wait(lambda: portal.answers(portal.web + "/accounts/login/"), 20, "the web server after kill -9")
-    record("kill -9 web server (gunicorn master)", True, f"answered again after {took:.1f} s")
+    took = portal.restarted("web", old)  # its workers may answer a moment longer: the new master must be up
+    took += portal.wait(lambda: portal.answers(portal.web + "/accounts/login/"), 20, "the web server after kill -9")
+    record("kill -9 web server (gunicorn master)", True, f"a new master answered after {took:.1f} s")
 
     def owned_only():
         owned = set(portal.driver("state")["owned"])
