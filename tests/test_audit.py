@@ -75,3 +75,116 @@ def test_viewing_a_key_reads_in_plain_words_old_rows_too(engineer_client, engine
     assert str(old).endswith("eve-engineer viewed the key of words-prod")
     page = engineer_client.get(endpoint.get_absolute_url()).content.decode()
     assert page.count("viewed the key of") >= 2 and "revealed the key of" not in page
+
+
+# --- edits say what changed, field by field; configurations keep revisions --------------------------------------------
+PROFILE_FORM = {"name": "small", "description": "", "auth_enabled": "on", "instance_count": "1",
+                "min_instances": "1", "max_instances": "1", "target_utilization": "70", "cpu_request": "0.50",
+                "memory_request_gb": "1.00", "request_timeout_ms": "60000", "max_concurrent_requests_per_instance": "1"}
+
+
+def _profile_edit(client, profile, **changed):
+    url = reverse("admin:deployments_deploymentprofile_change", args=[profile.pk])
+    response = client.post(url, {**PROFILE_FORM, **changed})
+    assert response.status_code == 302, response.content.decode()[:2000]
+
+
+def test_admin_edit_records_each_field_old_and_new(admin_client_, admin_user):
+    from deployments.models import DeploymentProfile
+
+    profile = DeploymentProfile.objects.create(name="small")
+    _profile_edit(admin_client_, profile, instance_count="3", description="three replicas")
+    event = AuditEvent.objects.get(via="admin", action="update", target_id=str(profile.pk))
+    assert event.actor == admin_user
+    assert sorted(event.field_changes, key=lambda row: row["field"]) == [
+        {"field": "description", "old": "", "new": "three replicas"},
+        {"field": "instance_count", "old": 1, "new": 3}]
+    page = admin_client_.get(reverse("admin:audit_auditevent_change", args=[event.pk])).content.decode()
+    assert "instance count: 1 → 3" in page
+    # Saved again with nothing changed: an event, and no field in it.
+    _profile_edit(admin_client_, profile, instance_count="3", description="three replicas")
+    assert AuditEvent.objects.filter(via="admin", action="update").order_by("-id").first().field_changes == []
+
+
+def test_admin_edit_of_an_endpoint_shows_on_its_page_and_never_holds_the_key(admin_client_, admin_user, engineer):
+    import json
+
+    from deployments.models import DeploymentProfile, Endpoint
+    from deployments.serving import services
+
+    profile = DeploymentProfile.objects.create(name="small")
+    other = DeploymentProfile.objects.create(name="large", instance_count=4, max_instances=4)
+    endpoint = services.endpoint_create(name="edit-prod", stage="production", profile=profile, actor=engineer)
+    key = endpoint.key
+    response = admin_client_.post(reverse("admin:deployments_endpoint_change", args=[endpoint.pk]), {
+        "name": "edit-prod", "description": "policy reviewed", "auth_enabled": "on", "profile": other.pk,
+        "traffic_steps": "25,100"})  # approval_required left out: unchecked
+    assert response.status_code == 302, response.content.decode()[:2000]
+    endpoint.refresh_from_db()
+    assert endpoint.key == key and endpoint.traffic_steps == "25,100"
+    event = AuditEvent.objects.get(via="admin", target_id=str(endpoint.pk))
+    assert {row["field"]: (row["old"], row["new"]) for row in event.field_changes} == {
+        "description": ("", "policy reviewed"), "profile": ("small", "large"), "approval_required": (True, False),
+        "traffic_steps": ("10,50,100", "25,100")}
+    page = admin_client_.get(endpoint.get_absolute_url()).content.decode()
+    assert "traffic steps:</span> 10,50,100 → 25,100" in page and "profile:</span> small → large" in page
+    # The key is in no event and in no revision; the revisions are there, with who made them.
+    assert all(key not in json.dumps([e.summary, e.changes, e.target_repr]) for e in AuditEvent.objects.all())
+    revisions = list(endpoint.history.order_by("history_id"))
+    assert [r.history_type for r in revisions] == ["+", "~"] and revisions[-1].history_user == admin_user
+    assert "key" not in {f.name for f in Endpoint.history.model._meta.get_fields()}
+    # Added in admin: the event lists the new row's values, its key masked.
+    response = admin_client_.post(reverse("admin:deployments_endpoint_add"), {
+        "name": "added-staging", "stage": "staging", "auth_enabled": "on", "profile": profile.pk,
+        "traffic_steps": "10,50,100"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    added = Endpoint.objects.get(name="added-staging")
+    event = AuditEvent.objects.get(via="admin", action="create", target_id=str(added.pk))
+    values = {row["field"]: row["new"] for row in event.field_changes}
+    assert values["key"] == "••••" and values["stage"] == "staging" and values["profile"] == "small"
+    assert added.key not in json.dumps(event.changes)
+    assert all(key not in json.dumps(row, default=str) and added.key not in json.dumps(row, default=str)
+               for row in Endpoint.history.values())
+
+
+def test_a_revision_reverted_in_admin_is_audited_with_its_diff(admin_client_, admin_user):
+    from deployments.models import DeploymentProfile
+
+    profile = DeploymentProfile.objects.create(name="small")
+    _profile_edit(admin_client_, profile, instance_count="3")
+    first = profile.history.earliest("history_date")
+    assert first.instance_count == 1 and profile.history.count() == 2
+    diff = profile.history.latest("history_date").diff_against(first)
+    assert [(c.field, c.old, c.new) for c in diff.changes] == [("instance_count", 1, 3)]
+    url = reverse("admin:deployments_deploymentprofile_simple_history", args=[profile.pk, first.history_id])
+    assert admin_client_.get(url).status_code == 200
+    response = admin_client_.post(url, {**PROFILE_FORM, "instance_count": "1"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    profile.refresh_from_db()
+    assert profile.instance_count == 1 and profile.history.count() == 3
+    event = AuditEvent.objects.filter(via="admin", target_id=str(profile.pk)).order_by("-id").first()
+    assert event.field_changes == [{"field": "instance_count", "old": 3, "new": 1}]
+
+
+def test_bulk_delete_in_admin_records_every_row(admin_client_, engineer):
+    from deployments.models import FunctionalTestCase
+
+    model = make_model(engineer)
+    cases = [FunctionalTestCase.objects.create(model=model, name=f"case {i}", payload={}) for i in range(3)]
+    response = admin_client_.post(reverse("admin:deployments_functionaltestcase_changelist"), {
+        "action": "delete_selected", "_selected_action": [c.pk for c in cases], "post": "yes"})
+    assert response.status_code == 302
+    assert not FunctionalTestCase.objects.exists()
+    assert sorted(AuditEvent.objects.filter(via="admin", action="delete").values_list("target_id", flat=True)) == \
+        sorted(str(c.pk) for c in cases)
+
+
+def test_secret_fields_are_masked_and_long_values_cut():
+    from audit.services import MASK, VALUE_MAX_CHARS, field_diff
+
+    rows = field_diff({"key": "k1", "client_secret": "s1", "key_metric": "auc", "password": "", "notes": "a"},
+                      {"key": "k2", "client_secret": "s2", "key_metric": "f1", "password": "p", "notes": "b" * 999})
+    assert {row["field"]: (row["old"], row["new"]) for row in rows if row["field"] != "notes"} == {
+        "key": (MASK, MASK), "client_secret": (MASK, MASK), "key_metric": ("auc", "f1"), "password": ("", MASK)}
+    notes = next(row for row in rows if row["field"] == "notes")
+    assert len(notes["new"]) == VALUE_MAX_CHARS and notes["new"].endswith("…")
