@@ -188,3 +188,60 @@ def test_secret_fields_are_masked_and_long_values_cut():
         "key": (MASK, MASK), "client_secret": (MASK, MASK), "key_metric": ("auc", "f1"), "password": ("", MASK)}
     notes = next(row for row in rows if row["field"] == "notes")
     assert len(notes["new"]) == VALUE_MAX_CHARS and notes["new"].endswith("…")
+
+
+# --- every state change is an event ---------------------------------------------------------------------------------
+def _status_events(target):
+    return [(e.action, e.actor_name, e.field_changes) for e in
+            AuditEvent.objects.filter(target_type__model=target._meta.model_name, target_id=str(target.pk))
+            .order_by("id")]
+
+
+def test_training_run_status_changes_are_audited_once_each(engineer):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from models_registry import services
+    from models_registry.models import TrainingRun
+
+    from .models_registry.factories import make_run
+
+    queued = make_run(engineer, status=TrainingRun.Status.QUEUED, started_at=None)
+    services._not_started(queued.pk, "the task queue is unreachable")
+    services._not_started(queued.pk, "the task queue is unreachable")  # failed already: nothing more
+    assert _status_events(queued) == [("update", "system", [{"field": "status", "old": "queued", "new": "failed"}])]
+
+    running = make_run(engineer, status=TrainingRun.Status.RUNNING)  # no job: nothing to cancel on the platform
+    assert services.training_run_cancel(run=running, actor=engineer)
+    assert not services.training_run_cancel(run=running, actor=engineer)
+    assert _status_events(running) == [
+        ("cancel", engineer.username, [{"field": "status", "old": "running", "new": "canceled"}])]
+
+    stale = make_run(engineer, status=TrainingRun.Status.RUNNING, last_polled_at=timezone.now() - timedelta(hours=1))
+    assert services.training_run_poll(run_id=stale.pk) is False  # never submitted: it fails, saying why
+    [(action, actor, changes)] = _status_events(stale)
+    assert (action, actor, changes) == ("update", "system", [{"field": "status", "old": "running", "new": "failed"}])
+    assert AuditEvent.objects.get(target_id=str(stale.pk), target_type__model="trainingrun").summary == \
+        "the run failed: The worker stopped before the job was submitted; launch it again."
+
+
+def test_deployment_status_changes_made_by_workers_are_audited(engineer):
+    from deployments.models import Deployment, DeploymentProfile
+    from deployments.serving import services
+
+    from .models_registry.factories import make_model
+
+    model = make_model(engineer, versions=1)
+    endpoint = services.endpoint_create(name="moves-staging", stage="staging",
+                                        profile=DeploymentProfile.objects.create(name="moves"), actor=engineer)
+    deployment = Deployment.objects.create(endpoint=endpoint, name="blue", model_version=model.versions.get())
+    services._not_started(deployment.pk, "the task queue is unreachable")
+    services._not_started(deployment.pk, "the task queue is unreachable")
+    deployment.refresh_from_db()
+    assert deployment.status == "failed" and deployment.error.startswith("Not started")
+    assert _status_events(deployment) == [
+        ("update", "system", [{"field": "status", "old": "creating", "new": "failed"}])]
+    # A refused move (not in the status it must come from) writes nothing.
+    assert not services._status_write(deployment.pk, was="deleting", to="deleted", summary="is deleted")
+    assert len(_status_events(deployment)) == 1
