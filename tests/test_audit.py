@@ -245,3 +245,25 @@ def test_deployment_status_changes_made_by_workers_are_audited(engineer):
     # A refused move (not in the status it must come from) writes nothing.
     assert not services._status_write(deployment.pk, was="deleting", to="deleted", summary="is deleted")
     assert len(_status_events(deployment)) == 1
+
+
+def test_a_promotion_page_shows_the_events_of_the_deployments_it_made(engineer_client, engineer):
+    from audit.services import audit_record, status_change
+    from deployments.models import Deployment, DeploymentProfile, Promotion
+    from deployments.serving import services
+
+    version = make_model(engineer, versions=1).versions.get()
+    profile = DeploymentProfile.objects.create(name="pages")
+    staging = services.endpoint_create(name="page-staging", stage="staging", profile=profile, actor=engineer)
+    prod = services.endpoint_create(name="page-prod", stage="production", profile=profile, actor=engineer)
+    made = Deployment.objects.create(endpoint=staging, name="promo-1", model_version=version, status="healthy")
+    other = Deployment.objects.create(endpoint=staging, name="other", model_version=version, status="healthy")
+    promotion = Promotion.objects.create(version=version, staging_endpoint=staging, production_endpoint=prod,
+                                         requested_by=engineer, approval_required=True, traffic_steps=[100],
+                                         state="failed", staging_deployment=made)
+    audit_record(actor=None, action="update", target=made, summary="page-staging/promo-1 is healthy",
+                 changes=status_change("status", "creating", "healthy"))
+    audit_record(actor=None, action="update", target=other, summary="page-staging/other is healthy")
+    page = engineer_client.get(promotion.get_absolute_url()).content.decode()
+    assert "page-staging/promo-1 is healthy" in page and "status:</span> creating → healthy" in page
+    assert "page-staging/other" not in page
