@@ -6,6 +6,21 @@ import django.db.models.deletion
 import simple_history.models
 from django.conf import settings
 from django.db import migrations, models
+from django.utils import timezone
+
+APP, MODELS = "workspaces", ["AzureMLWorkspace"]
+FIRST_REVISION_NOTE = "as it was when revisions began"
+
+
+def first_revisions(apps, schema_editor):
+    """Each row already there gets a first revision, as it is now, so its first edit has one to compare with."""
+    now = timezone.now()
+    for name in MODELS:
+        Model, History = apps.get_model(APP, name), apps.get_model(APP, f"Historical{name}")
+        fields = [f.attname for f in History._meta.concrete_fields if not f.name.startswith("history_")]
+        History.objects.bulk_create(
+            [History(**{attname: getattr(row, attname) for attname in fields}, history_date=now, history_type="+",
+                     history_change_reason=FIRST_REVISION_NOTE) for row in Model.objects.all()], batch_size=500)
 
 
 class Migration(migrations.Migration):
@@ -45,4 +60,5 @@ class Migration(migrations.Migration):
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
+        migrations.RunPython(first_revisions, migrations.RunPython.noop),
     ]
