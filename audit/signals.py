@@ -12,13 +12,14 @@ from django.dispatch import receiver
 from .models import AuditEvent
 
 _ACTIONS = {ADDITION: AuditEvent.Action.CREATE, CHANGE: AuditEvent.Action.UPDATE, DELETION: AuditEvent.Action.DELETE}
-_admin_diff: ContextVar[list | None] = ContextVar("audit_admin_diff", default=None)
+_admin_diff: ContextVar[tuple[list | None, str]] = ContextVar("audit_admin_diff", default=(None, ""))
 
 
 @contextmanager
-def admin_diff(diff: list | None):
-    """While Django admin logs an action: the [{field, old, new}] it made, for the mirrored event."""
-    token = _admin_diff.set(diff)
+def admin_diff(diff: list | None, note: str = ""):
+    """While Django admin logs an action: the [{field, old, new}] it made and the admin's note, for the mirrored
+    event."""
+    token = _admin_diff.set((diff, note))
     try:
         yield
     finally:
@@ -29,7 +30,8 @@ def admin_diff(diff: list | None):
 def mirror_admin_log_entry(sender, instance: LogEntry, created: bool, **kwargs) -> None:
     if not created or instance.content_type_id is None:
         return
-    diff = _admin_diff.get()
+    diff, note = _admin_diff.get()
+    summary = instance.get_change_message() + (f" Note: {note}" if note else "")
     AuditEvent.objects.create(
         actor=instance.user,
         actor_name=instance.user.get_username(),
@@ -37,7 +39,7 @@ def mirror_admin_log_entry(sender, instance: LogEntry, created: bool, **kwargs) 
         target_type_id=instance.content_type_id,
         target_id=str(instance.object_id or ""),
         target_repr=instance.object_repr[:300],
-        summary=instance.get_change_message()[:500],
+        summary=summary[:500],
         changes={"diff": diff} if diff else {},
         via="admin",
     )

@@ -1,13 +1,13 @@
 from django.contrib import admin
 from simple_history.admin import SimpleHistoryAdmin
 
-from audit.admin_mixins import AuditedAdminMixin
+from audit.admin_mixins import AuditedAdminMixin, RevisionNoteAdminMixin
 
 from .models import Deployment, DeploymentProfile, Endpoint, FunctionalTestCase, Promotion, StressProfile
 
 
 @admin.register(DeploymentProfile)
-class DeploymentProfileAdmin(AuditedAdminMixin, SimpleHistoryAdmin):
+class DeploymentProfileAdmin(RevisionNoteAdminMixin, SimpleHistoryAdmin):
     list_display = ("name", "instance_count", "autoscale_enabled", "min_instances", "max_instances", "cpu_request",
                     "memory_request_gb", "request_timeout_ms", "max_concurrent_requests_per_instance", "auth_enabled")
     fieldsets = [
@@ -20,7 +20,7 @@ class DeploymentProfileAdmin(AuditedAdminMixin, SimpleHistoryAdmin):
 
 
 @admin.register(Endpoint)
-class EndpointAdmin(AuditedAdminMixin, SimpleHistoryAdmin):
+class EndpointAdmin(RevisionNoteAdminMixin, SimpleHistoryAdmin):
     list_display = ("name", "stage", "profile", "auth_enabled", "created_at")
     list_filter = ("stage",)
     exclude = ("key",)  # never shown here; engineers and admins reveal it on the endpoint page
@@ -58,13 +58,13 @@ class DeploymentAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(FunctionalTestCase)
-class FunctionalTestCaseAdmin(AuditedAdminMixin, SimpleHistoryAdmin):
+class FunctionalTestCaseAdmin(RevisionNoteAdminMixin, SimpleHistoryAdmin):
     list_display = ("name", "model", "expected_status", "expect_field", "expected_value", "tolerance", "enabled")
     list_filter = ("model", "enabled")
 
 
 @admin.register(StressProfile)
-class StressProfileAdmin(AuditedAdminMixin, SimpleHistoryAdmin):
+class StressProfileAdmin(RevisionNoteAdminMixin, SimpleHistoryAdmin):
     list_display = ("name", "model", "concurrency", "duration_seconds", "request_count", "p95_ms_max",
                     "error_rate_max", "min_rps", "shards")
     list_filter = ("model",)

@@ -93,9 +93,12 @@ def test_admin_edit_records_each_field_old_and_new(admin_client_, admin_user):
     from deployments.models import DeploymentProfile
 
     profile = DeploymentProfile.objects.create(name="small")
-    _profile_edit(admin_client_, profile, instance_count="3", description="three replicas")
+    _profile_edit(admin_client_, profile, instance_count="3", description="three replicas",
+                  revision_note="launch week traffic")
     event = AuditEvent.objects.get(via="admin", action="update", target_id=str(profile.pk))
-    assert event.actor == admin_user
+    assert event.actor == admin_user and event.summary.endswith("Note: launch week traffic")
+    revision = profile.history.latest()
+    assert (revision.history_user, revision.history_change_reason) == (admin_user, "launch week traffic")
     assert sorted(event.field_changes, key=lambda row: row["field"]) == [
         {"field": "description", "old": "", "new": "three replicas"},
         {"field": "instance_count", "old": 1, "new": 3}]
@@ -158,10 +161,11 @@ def test_a_revision_reverted_in_admin_is_audited_with_its_diff(admin_client_, ad
     assert [(c.field, c.old, c.new) for c in diff.changes] == [("instance_count", 1, 3)]
     url = reverse("admin:deployments_deploymentprofile_simple_history", args=[profile.pk, first.history_id])
     assert admin_client_.get(url).status_code == 200
-    response = admin_client_.post(url, {**PROFILE_FORM, "instance_count": "1"})
+    response = admin_client_.post(url, {**PROFILE_FORM, "instance_count": "1", "revision_note": "3 was too many"})
     assert response.status_code == 302, response.content.decode()[:2000]
     profile.refresh_from_db()
     assert profile.instance_count == 1 and profile.history.count() == 3
+    assert profile.history.latest().history_change_reason == "3 was too many"
     event = AuditEvent.objects.filter(via="admin", target_id=str(profile.pk)).order_by("-id").first()
     assert event.field_changes == [{"field": "instance_count", "old": 3, "new": 1}]
 
@@ -267,3 +271,18 @@ def test_a_promotion_page_shows_the_events_of_the_deployments_it_made(engineer_c
     page = engineer_client.get(promotion.get_absolute_url()).content.decode()
     assert "page-staging/promo-1 is healthy" in page and "status:</span> creating → healthy" in page
     assert "page-staging/other" not in page
+
+
+@pytest.mark.parametrize("admin_url", ["deployments_deploymentprofile", "deployments_endpoint",
+                                       "deployments_functionaltestcase", "deployments_stressprofile",
+                                       "workspaces_azuremlworkspace"])
+def test_every_configuration_admin_asks_for_a_note_and_keeps_revisions(admin_client_, admin_url):
+    page = admin_client_.get(reverse(f"admin:{admin_url}_add"))
+    assert page.status_code == 200 and 'name="revision_note"' in page.content.decode()
+    assert admin_client_.get(reverse(f"admin:{admin_url}_changelist")).status_code == 200
+    from django.apps import apps
+    from django.contrib import admin
+    from simple_history.admin import SimpleHistoryAdmin
+
+    model = apps.get_model(*admin_url.split("_", 1))
+    assert isinstance(admin.site._registry[model], SimpleHistoryAdmin) and hasattr(model, "history")
