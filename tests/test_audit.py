@@ -136,6 +136,10 @@ def test_admin_edit_of_an_endpoint_shows_on_its_page_and_never_holds_the_key(adm
     revisions = list(endpoint.history.order_by("history_id"))
     assert [r.history_type for r in revisions] == ["+", "~"] and revisions[-1].history_user == admin_user
     assert "key" not in {f.name for f in Endpoint.history.model._meta.get_fields()}
+    for url in (reverse("admin:deployments_endpoint_history", args=[endpoint.pk]),
+                reverse("admin:deployments_endpoint_simple_history", args=[endpoint.pk, revisions[0].history_id])):
+        response = admin_client_.get(url)
+        assert response.status_code == 200 and key not in response.content.decode()
     # Added in admin: the event lists the new row's values, its key masked.
     response = admin_client_.post(reverse("admin:deployments_endpoint_add"), {
         "name": "added-staging", "stage": "staging", "auth_enabled": "on", "profile": profile.pk,
