@@ -1,4 +1,6 @@
 """The audit log: who did what, when, to which object. Append-only; no page edits it."""
+import json
+
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
@@ -31,6 +33,35 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor_name} {self.get_action_display()} {self.target_repr}"
+
+    @property
+    def field_changes(self) -> list[dict]:
+        """What the event changed, field by field: [{field, old, new}]. Reads the {"diff": [...]} the log writes
+        now and the {field: [old, new]} pairs of older events; anything else it carries is not a field change."""
+        from .services import MASK, audit_value, is_secret
+
+        changes = self.changes if isinstance(self.changes, dict) else {}
+        if isinstance(changes.get("diff"), list):
+            return [row for row in changes["diff"] if isinstance(row, dict) and "field" in row]
+        rows = []
+        for field, pair in changes.items():
+            if isinstance(pair, list) and len(pair) == 2:
+                old, new = (MASK, MASK) if is_secret(field) else pair
+                rows.append({"field": field, "old": audit_value(old), "new": audit_value(new)})
+        return rows
+
+    @property
+    def field_changes_in_words(self) -> list[tuple[str, str, str]]:
+        """field_changes as the pages show them: (field, old, new), JSON for structured values, "—" for none."""
+        def shown(value) -> str:
+            if value is None or value == "":
+                return "—"
+            if isinstance(value, (dict, list, bool)):
+                return json.dumps(value, ensure_ascii=False)
+            return str(value)
+
+        return [(row["field"].replace("_", " "), shown(row.get("old")), shown(row.get("new")))
+                for row in self.field_changes]
 
     def save(self, *args, **kwargs):
         if self.pk is not None:

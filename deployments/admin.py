@@ -1,10 +1,13 @@
 from django.contrib import admin
+from simple_history.admin import SimpleHistoryAdmin
+
+from audit.admin_mixins import AuditedAdminMixin, RevisionNoteAdminMixin
 
 from .models import Deployment, DeploymentProfile, Endpoint, FunctionalTestCase, Promotion, StressProfile
 
 
 @admin.register(DeploymentProfile)
-class DeploymentProfileAdmin(admin.ModelAdmin):
+class DeploymentProfileAdmin(RevisionNoteAdminMixin, SimpleHistoryAdmin):
     list_display = ("name", "instance_count", "autoscale_enabled", "min_instances", "max_instances", "cpu_request",
                     "memory_request_gb", "request_timeout_ms", "max_concurrent_requests_per_instance", "auth_enabled")
     fieldsets = [
@@ -17,7 +20,7 @@ class DeploymentProfileAdmin(admin.ModelAdmin):
 
 
 @admin.register(Endpoint)
-class EndpointAdmin(admin.ModelAdmin):
+class EndpointAdmin(RevisionNoteAdminMixin, SimpleHistoryAdmin):
     list_display = ("name", "stage", "profile", "auth_enabled", "created_at")
     list_filter = ("stage",)
     exclude = ("key",)  # never shown here; engineers and admins reveal it on the endpoint page
@@ -42,7 +45,7 @@ class EndpointAdmin(admin.ModelAdmin):
 
 
 @admin.register(Deployment)
-class DeploymentAdmin(admin.ModelAdmin):
+class DeploymentAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("__str__", "model_version", "status", "traffic", "restarts", "created_at")
     list_filter = ("status", "endpoint")
     readonly_fields = [f.name for f in Deployment._meta.fields]
@@ -55,20 +58,20 @@ class DeploymentAdmin(admin.ModelAdmin):
 
 
 @admin.register(FunctionalTestCase)
-class FunctionalTestCaseAdmin(admin.ModelAdmin):
+class FunctionalTestCaseAdmin(RevisionNoteAdminMixin, SimpleHistoryAdmin):
     list_display = ("name", "model", "expected_status", "expect_field", "expected_value", "tolerance", "enabled")
     list_filter = ("model", "enabled")
 
 
 @admin.register(StressProfile)
-class StressProfileAdmin(admin.ModelAdmin):
+class StressProfileAdmin(RevisionNoteAdminMixin, SimpleHistoryAdmin):
     list_display = ("name", "model", "concurrency", "duration_seconds", "request_count", "p95_ms_max",
                     "error_rate_max", "min_rps", "shards")
     list_filter = ("model",)
 
 
 @admin.register(Promotion)
-class PromotionAdmin(admin.ModelAdmin):
+class PromotionAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("__str__", "state", "requested_by", "decided_by", "created_at")
     list_filter = ("state", "production_endpoint")
     readonly_fields = [f.name for f in Promotion._meta.fields]

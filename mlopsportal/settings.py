@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "template_partials",
     "django_celery_beat",
     "axes",
+    "simple_history",
     "accounts",
     "audit",
     "models_registry",
@@ -79,6 +80,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Every page needs a login unless its view is explicitly marked public (only the login page is).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Revisions of the configuration models (django-simple-history) record who saved them.
+    "simple_history.middleware.HistoryRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",

@@ -1,18 +1,20 @@
 from django.contrib import admin
 
+from audit.admin_mixins import AuditedAdminMixin
+
 from . import services
 from .models import ModelVersion, RegisteredModel, TrainingRun
 
 
 @admin.register(RegisteredModel)
-class RegisteredModelAdmin(admin.ModelAdmin):
+class RegisteredModelAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("name", "key_metric", "latest_version", "updated_at")
     search_fields = ("name", "description")
     readonly_fields = ("latest_version", "created_at", "created_by", "updated_at")
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("model", "version", "created_at", "created_by")
     list_filter = ("model",)
     readonly_fields = ("model", "version", "metrics", "params", "artifact_uri", "artifact_sha256", "artifact_size",
@@ -31,7 +33,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
+class TrainingRunAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("id", "experiment_name", "example", "status", "launched_by", "created_at")
     list_filter = ("status", "example")
     search_fields = ("experiment_name",)

@@ -1,7 +1,8 @@
 """Writes to the model registry: launching and advancing training runs, registering versions, editing models.
 
 Runs advance by conditional updates (filter on the expected status, then update), so a task delivered twice, or a
-poll that races another, changes nothing the second time.
+poll that races another, changes nothing the second time. Each change of a run's status is audited with it
+(_run_status_write).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from audit.services import audit_record
+from audit.services import audit_record, status_change
 from mlopsportal import examples
 from mlopsportal.backends import BackendError, get_backend
 from mlopsportal.backends.base import RegisteredArtifact
@@ -129,16 +130,30 @@ def training_run_launch(*, example_name: str, params: dict, compute_target: str,
     return run
 
 
+def _run_status_write(run_id: int, *, was, to: str, summary: str, actor=None,
+                      action: str = AuditEvent.Action.UPDATE, match: dict | None = None, **fields) -> bool:
+    """Set a run's status to `to` (and `fields`) if it is one of `was` (and matches `match`), and audit the change
+    in the same transaction, with the old and the new status. Returns whether the row was written."""
+    was = (was,) if isinstance(was, str) else tuple(was)
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id, status__in=was, **(match or {})).first()
+        if run is None or not TrainingRun.objects.filter(pk=run_id, status=run.status).update(status=to, **fields):
+            return False
+        audit_record(actor=actor, action=action, target=run, summary=summary[:500],
+                     changes=status_change("status", run.status, to))
+    return True
+
+
 def _not_started(run_id: int, message: str) -> None:
-    TrainingRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
-        status=Status.FAILED, error=f"Not started: {message}", finished_at=timezone.now())
+    _run_status_write(run_id, was=Status.QUEUED, to=Status.FAILED, error=f"Not started: {message}",
+                      finished_at=timezone.now(), summary=f"not started: {message}")
 
 
 def training_run_start(*, run_id: int) -> bool:
     """Submit a queued run to the backend. Returns True when the run is now running and should be polled."""
     now = timezone.now()
-    claimed = TrainingRun.objects.filter(pk=run_id, status=Status.QUEUED, backend_job_id="").update(
-        status=Status.RUNNING, started_at=now, last_polled_at=now)
+    claimed = _run_status_write(run_id, was=Status.QUEUED, to=Status.RUNNING, match={"backend_job_id": ""},
+                                started_at=now, last_polled_at=now, summary="started the run")
     if not claimed:
         return False
     run = TrainingRun.objects.get(pk=run_id)
@@ -150,8 +165,8 @@ def training_run_start(*, run_id: int) -> bool:
     except (BackendError, examples.ExampleError) as exc:
         if isinstance(exc, BackendError) and not exc.permanent:
             # Give the claim back so the retried task can take it again.
-            TrainingRun.objects.filter(pk=run_id, status=Status.RUNNING, backend_job_id="").update(
-                status=Status.QUEUED, started_at=None)
+            _run_status_write(run_id, was=Status.RUNNING, to=Status.QUEUED, match={"backend_job_id": ""},
+                              started_at=None, summary=f"queued again: the ML platform could not take it yet ({exc})")
             raise
         _finish(run_id, Status.FAILED, error=f"Could not start training: {exc}")
         return False
@@ -161,9 +176,13 @@ def training_run_start(*, run_id: int) -> bool:
     return True
 
 
-def _finish(run_id: int, status: str, **fields) -> bool:
-    return bool(TrainingRun.objects.filter(pk=run_id, status__in=TrainingRun.ACTIVE).update(
-        status=status, finished_at=timezone.now(), **fields))
+def _finish(run_id: int, status: str, *, actor=None, action: str = AuditEvent.Action.UPDATE, summary: str = "",
+            **fields) -> bool:
+    error = fields.get("error", "")
+    summary = summary or (f"the run {TrainingRun.Status(status).label.lower()}"
+                          + (f": {error.strip().splitlines()[0]}" if error.strip() else ""))
+    return _run_status_write(run_id, was=TrainingRun.ACTIVE, to=status, actor=actor, action=action, summary=summary,
+                             finished_at=timezone.now(), **fields)
 
 
 def training_run_poll(*, run_id: int) -> bool:
@@ -226,10 +245,9 @@ def training_run_poll(*, run_id: int) -> bool:
 
 
 def training_run_cancel(*, run: TrainingRun, actor) -> bool:
-    with transaction.atomic():
-        if not _finish(run.pk, Status.CANCELED, error=f"Canceled by {actor.get_username()}."):
-            return False
-        audit_record(actor=actor, action=AuditEvent.Action.CANCEL, target=run, summary="canceled the run")
+    if not _finish(run.pk, Status.CANCELED, error=f"Canceled by {actor.get_username()}.", actor=actor,
+                   action=AuditEvent.Action.CANCEL, summary="canceled the run"):
+        return False
     if run.backend_job_id:
         try:
             get_backend(run.backend).training_cancel(run.backend_job_id)

@@ -7,6 +7,7 @@ identity or an Azure CLI login) on the machine that runs the portal's web server
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from simple_history.models import HistoricalRecords
 
 from mlopsportal.backends.azureml import AzureMLConfig
 from mlopsportal.backends.base import ConnectionCheck
@@ -53,6 +54,9 @@ class AzureMLWorkspace(models.Model):
     synced_at = models.DateTimeField(null=True, blank=True)
     sync_ok = models.BooleanField(default=False)
     sync_message = models.TextField(blank=True)
+    # Revisions of the settings; not of what the checks and the sync found (a revert must not bring that back).
+    history = HistoricalRecords(excluded_fields=["checked_at", "check_ok", "check_results", "synced_at", "sync_ok",
+                                                 "sync_message"])
 
     class Meta:
         verbose_name = "Azure ML workspace"

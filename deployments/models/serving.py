@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.urls import reverse
+from simple_history.models import HistoricalRecords
 
 ENDPOINT_NAME_VALIDATOR = RegexValidator(
     r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$",
@@ -43,6 +44,8 @@ class DeploymentProfile(models.Model):
         default=1, validators=[MinValueValidator(1), MaxValueValidator(1000)])
     auth_enabled = models.BooleanField(default=True, help_text="Callers must send the endpoint's key.")
     updated_at = models.DateTimeField(auto_now=True)
+    # Every save is a revision (who, when), to compare and revert in Django admin.
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["name"]
@@ -99,6 +102,10 @@ class Endpoint(models.Model):
     traffic_steps = models.CharField(
         max_length=100, default="10,50,100", validators=[RegexValidator(r"^\d{1,3}(,\d{1,3})*$", "Use e.g. 10,50,100.")],
         help_text="Percentages of traffic the new deployment takes in turn, each checked before the next; ends at 100.")
+    # Revisions of the endpoint's settings and policy. Never the key (a credential), nor what the platform and the
+    # traffic writes set: a revert must not bring those back.
+    history = HistoricalRecords(excluded_fields=["key", "platform_scoring_url", "changed_outside",
+                                                 "traffic_updated_at"])
 
     class Meta:
         ordering = ["stage", "name"]

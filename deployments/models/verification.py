@@ -5,6 +5,7 @@ import math
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from simple_history.models import HistoricalRecords
 
 from .serving import Deployment
 
@@ -24,6 +25,7 @@ class FunctionalTestCase(models.Model):
     tolerance = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0)],
                                   help_text="For numbers: passes when |actual − expected| ≤ tolerance.")
     enabled = models.BooleanField(default=True)
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["model", "name"]
@@ -80,6 +82,7 @@ class StressProfile(models.Model):
                                 help_text="Fail when throughput is below this (requests per second).")
     shards = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(16)],
                                               help_text="Spread the load over this many Celery workers.")
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["model", "name"]

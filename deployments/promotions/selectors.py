@@ -43,5 +43,7 @@ def promotion_evidence(*, promotion: Promotion) -> dict:
         "baseline": stress_baseline(stress) if stress is not None and stress.summary else None,
         "stress": stress,
         "charts": charts,
-        "events": audit_events_for(promotion),
+        # The promotion's own events and those of the deployments it made (created, healthy, retired).
+        "events": audit_events_for(promotion, *(d for d in (promotion.staging_deployment,
+                                                            promotion.production_deployment) if d is not None)),
     }

@@ -29,7 +29,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from audit.services import audit_record
+from audit.services import audit_record, status_change
 from mlopsportal.backends import BackendError, get_backend
 from mlopsportal.lib.queue import enqueue
 from mlopsportal.lib.refusals import in_words
@@ -105,7 +105,8 @@ def promotion_start(*, version, production_endpoint: Endpoint, staging_endpoint:
                               else Step.PENDING)
                 for i, (kind, label, percent) in enumerate(steps)])
             audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=promotion,
-                         summary=f"asked to promote {version} to {production_endpoint.name}")
+                         summary=f"asked to promote {version} to {production_endpoint.name}",
+                         changes=status_change("state", None, promotion.state))
             enqueue(ADVANCE, promotion.pk, unavailable=lambda message: _not_started(promotion, message))
     except IntegrityError:
         running = Promotion.objects.filter(production_endpoint=production_endpoint,
@@ -116,8 +117,10 @@ def promotion_start(*, version, production_endpoint: Endpoint, staging_endpoint:
 
 
 def _not_started(promotion: Promotion, message: str) -> None:
-    Promotion.objects.filter(pk=promotion.pk, state=State.RUNNING).update(
-        state=State.FAILED, failure_reason=f"Not started: {message}", finished_at=timezone.now())
+    if Promotion.objects.filter(pk=promotion.pk, state=State.RUNNING).update(
+            state=State.FAILED, failure_reason=f"Not started: {message}", finished_at=timezone.now()):
+        audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=promotion, summary=f"not started: {message}",
+                     changes=status_change("state", State.RUNNING, State.FAILED))
     promotion.steps.filter(status__in=PromotionStep.OPEN).update(status=Step.CANCELED)
 
 
@@ -149,7 +152,8 @@ def promotion_decide(*, promotion: Promotion, actor, approve: bool, comment: str
             status=Step.SUCCEEDED if approve else Step.FAILED, finished_at=now,
             detail=f"{'Approved' if approve else 'Rejected'} by {actor.get_username()}: {comment}")
         audit_record(actor=actor, action=AuditEvent.Action.UPDATE, target=promotion,
-                     summary=f"{'approved' if approve else 'rejected'} {promotion}: {comment}")
+                     summary=f"{'approved' if approve else 'rejected'} {promotion}: {comment}",
+                     changes=status_change("state", promotion.state, State.RUNNING if approve else State.REJECTED))
         if approve:
             enqueue(ADVANCE, promotion.pk, unavailable=lambda message: _waiting_for_queue(promotion, message))
         else:
@@ -217,7 +221,11 @@ def _record(promotion: Promotion, step: PromotionStep, outcome: Outcome) -> floa
         return outcome.seconds
     if outcome.kind == "pause":
         PromotionStep.objects.filter(pk=step.pk).update(status=Step.WAITING, detail=outcome.detail)
-        Promotion.objects.filter(pk=promotion.pk, state=State.RUNNING).update(state=State.AWAITING_APPROVAL)
+        with transaction.atomic():
+            if Promotion.objects.filter(pk=promotion.pk, state=State.RUNNING).update(state=State.AWAITING_APPROVAL):
+                audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=promotion,
+                             summary=f"{promotion} awaits approval",
+                             changes=status_change("state", State.RUNNING, State.AWAITING_APPROVAL))
         return None
     PromotionStep.objects.filter(pk=step.pk).update(status=Step.FAILED, finished_at=now, detail=outcome.detail)
     promotion_fail(promotion=promotion, reason=f"{step.label}: {outcome.detail}")
@@ -226,15 +234,19 @@ def _record(promotion: Promotion, step: PromotionStep, outcome: Outcome) -> floa
 
 def promotion_fail(*, promotion: Promotion, reason: str) -> None:
     """Stop the promotion: production traffic back as it was, this promotion's deployments removed."""
-    updated = Promotion.objects.filter(pk=promotion.pk, state__in=Promotion.ACTIVE).update(
-        state=State.FAILED, failure_reason=reason, finished_at=timezone.now())
+    with transaction.atomic():
+        was = Promotion.objects.select_for_update().filter(pk=promotion.pk).values_list("state", flat=True).first()
+        updated = Promotion.objects.filter(pk=promotion.pk, state__in=Promotion.ACTIVE).update(
+            state=State.FAILED, failure_reason=reason, finished_at=timezone.now())
+        if updated:
+            audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=promotion, via="system",
+                         summary=f"stopped {promotion}: {reason}"[:500],
+                         changes=status_change("state", was, State.FAILED))
     if not updated:
         return
     promotion.steps.filter(status__in=PromotionStep.OPEN).update(status=Step.CANCELED)
     promotion.refresh_from_db()
     _clean_up_now_or_later(promotion)
-    audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=promotion, via="system",
-                 summary=f"stopped {promotion}: {reason}"[:500])
 
 
 def _clean_up_now_or_later(promotion: Promotion) -> None:
@@ -447,6 +459,9 @@ def _finish(promotion: Promotion, step: PromotionStep) -> Outcome:
         updated = Promotion.objects.filter(pk=promotion.pk, state=State.RUNNING).update(
             state=State.SUCCEEDED, finished_at=timezone.now())
         if updated:
+            audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=promotion,
+                         summary=f"{promotion} succeeded",
+                         changes=status_change("state", State.RUNNING, State.SUCCEEDED))
             audit_record(actor=promotion.requested_by, action=AuditEvent.Action.UPDATE,
                          target=promotion.production_endpoint,
                          summary=f"{promotion.version} now serves {promotion.production_endpoint.name} "

@@ -24,7 +24,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from audit.services import audit_record
+from audit.services import audit_record, field_diff, status_change
 from mlopsportal.backends import BackendError, get_backend
 from mlopsportal.backends.base import DeploymentState, EndpointRouting, ServingSpec
 from mlopsportal.lib import supervision
@@ -59,6 +59,30 @@ def _promotion_holding(deployment: Deployment) -> Promotion | None:
     """The promotion in progress that deployed `deployment` (to staging or production), if any."""
     return (Promotion.objects.filter(state__in=Promotion.ACTIVE)
             .filter(models.Q(staging_deployment=deployment) | models.Q(production_deployment=deployment)).first())
+
+
+def _status_write(deployment_id: int, *, was, to: str, summary: str, actor=None, **fields) -> bool:
+    """Set a deployment's status to `to` (and `fields`) if it is one of `was`; a change of status is audited in the
+    same transaction, with the old and the new status. Every status change of a deployment comes through here (or,
+    for the two that have an event of their own, creating and marking deleting, next to that event). Returns
+    whether the row was written."""
+    was = (was,) if isinstance(was, str) else tuple(was)
+    with transaction.atomic():
+        current = (Deployment.objects.select_for_update(of=("self",)).select_related("endpoint")
+                   .filter(pk=deployment_id, status__in=was).first())
+        if current is None or not Deployment.objects.filter(pk=deployment_id, status=current.status).update(
+                status=to, **fields):
+            return False
+        if current.status != to:
+            audit_record(actor=actor, action=AuditEvent.Action.UPDATE, target=current,
+                         summary=f"{current} {summary}"[:500], changes=status_change("status", current.status, to))
+    return True
+
+
+def _failed_in_words(error: str, *, state: str = "failed") -> str:
+    """For an event's summary: the state and the first line of the error (a log may follow it)."""
+    first = error.strip().splitlines()[0] if error.strip() else "the ML platform says so"
+    return f"{state}: {first}"[:300]
 
 
 def endpoint_create(*, name: str, stage: str, profile: DeploymentProfile, actor, description: str = "") -> Endpoint:
@@ -124,7 +148,8 @@ def deployment_create(*, endpoint: Endpoint, version: ModelVersion, name: str, a
     with transaction.atomic():
         deployment.save()
         audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=deployment,
-                     summary=f"deploying {version} as {deployment}" + (f" ({why})" if why else ""))
+                     summary=f"deploying {version} as {deployment}" + (f" ({why})" if why else ""),
+                     changes=status_change("status", None, deployment.status))
         if start:
             enqueue("deployments.tasks.deployment_start", deployment.pk,
                     unavailable=lambda message: _not_started(deployment.pk, message))
@@ -132,8 +157,9 @@ def deployment_create(*, endpoint: Endpoint, version: ModelVersion, name: str, a
 
 
 def _not_started(deployment_id: int, message: str) -> None:
-    Deployment.objects.filter(pk=deployment_id, status=Status.CREATING, backend_ref={}).update(
-        status=Status.FAILED, error=f"Not started: {message}")
+    if Deployment.objects.filter(pk=deployment_id, backend_ref={}).exists():
+        _status_write(deployment_id, was=Status.CREATING, to=Status.FAILED, error=f"Not started: {message}",
+                      summary=_failed_in_words(f"not started: {message}"))
 
 
 def deployment_start(*, deployment_id: int) -> bool:
@@ -149,8 +175,9 @@ def deployment_start(*, deployment_id: int) -> bool:
     except (BackendError, ValidationError) as exc:
         if isinstance(exc, BackendError) and not exc.permanent:
             raise
-        Deployment.objects.filter(pk=deployment_id, status=Status.CREATING).update(
-            status=Status.FAILED, error=f"Could not create the deployment: {in_words(exc)}")
+        error = f"Could not create the deployment: {in_words(exc)}"
+        _status_write(deployment_id, was=Status.CREATING, to=Status.FAILED, error=error,
+                      summary=_failed_in_words(error))
         return False
     Deployment.objects.filter(pk=deployment_id, status=Status.CREATING).update(
         backend_ref=created.ref, scoring_url=created.scoring_url, last_checked_at=timezone.now())
@@ -198,22 +225,23 @@ def deployment_poll(*, deployment_id: int) -> bool:
                     platform_scoring_url=access.scoring_url, key=access.key or deployment.endpoint.key,
                     changed_outside="" if drift.startswith("deleted") else drift)  # it is there again
             scoring_url = access.scoring_url if access is not None else deployment.scoring_url
-            made_healthy = Deployment.objects.filter(pk=deployment_id, status=Status.CREATING).update(
-                status=Status.HEALTHY, healthy_at=now, last_checked_at=now, error="", scoring_url=scoring_url)
+            made_healthy = _status_write(deployment_id, was=Status.CREATING, to=Status.HEALTHY, healthy_at=now,
+                                         last_checked_at=now, error="", scoring_url=scoring_url, summary="is healthy")
         if made_healthy:
             _route_set(backend, deployment, scoring_url)
         return False
     if state.state == "failed":
         note = _delete_failed(backend, deployment)
-        Deployment.objects.filter(pk=deployment_id, status=Status.CREATING).update(
-            status=Status.FAILED, error=(state.error or "The deployment failed.") + note, last_checked_at=now)
+        error = (state.error or "The deployment failed.") + note
+        _status_write(deployment_id, was=Status.CREATING, to=Status.FAILED, error=error, last_checked_at=now,
+                      summary=_failed_in_words(error))
         return False
     if now - deployment.created_at > timedelta(seconds=settings.MLOPS_DEPLOY_TIMEOUT_SECONDS):
         logs = backend.deployment_logs(deployment.backend_ref, 40)
         note = _delete_failed(backend, deployment)
-        Deployment.objects.filter(pk=deployment_id, status=Status.CREATING).update(
-            status=Status.FAILED, last_checked_at=now,
-            error=f"Not healthy after {settings.MLOPS_DEPLOY_TIMEOUT_SECONDS} s.{note}\n{logs}")
+        _status_write(deployment_id, was=Status.CREATING, to=Status.FAILED, last_checked_at=now,
+                      error=f"Not healthy after {settings.MLOPS_DEPLOY_TIMEOUT_SECONDS} s.{note}\n{logs}",
+                      summary=f"failed: not healthy after {settings.MLOPS_DEPLOY_TIMEOUT_SECONDS} s")
         return False
     Deployment.objects.filter(pk=deployment_id).update(last_checked_at=now)
     return True
@@ -321,11 +349,12 @@ def deployment_delete(*, deployment: Deployment, actor, why: str = "", promotion
         was = deployment.status
         Deployment.objects.filter(pk=deployment.pk).update(status=Status.DELETING)
         audit_record(actor=actor, action=AuditEvent.Action.DELETE, target=deployment,
-                     summary=f"deleted {deployment}" + (f" ({why})" if why else ""))
+                     summary=f"deleted {deployment}" + (f" ({why})" if why else ""),
+                     changes=status_change("status", was, Status.DELETING))
 
         def not_removed(message: str) -> None:
-            Deployment.objects.filter(pk=deployment.pk, status=Status.DELETING).update(
-                status=was, error=f"Not deleted: {message}")
+            _status_write(deployment.pk, was=Status.DELETING, to=was, error=f"Not deleted: {message}",
+                          summary=f"was not deleted: {message}")
 
         enqueue("deployments.tasks.deployment_remove", deployment.pk, unavailable=not_removed)
 
@@ -345,8 +374,8 @@ def deployment_remove(*, deployment_id: int) -> None:
             raise BackendError(f"{deployment.endpoint.name} is still moving traffic; {deployment} is deleted once "
                                "that is done.", permanent=False, retry_after=5)
         backend.deployment_delete(deployment.backend_ref)
-    Deployment.objects.filter(pk=deployment_id, status=Status.DELETING).update(
-        status=Status.DELETED, deleted_at=timezone.now())
+    _status_write(deployment_id, was=Status.DELETING, to=Status.DELETED, deleted_at=timezone.now(),
+                  summary="is deleted: removed from the ML platform")
 
 
 def deployments_reconcile() -> list[int]:
@@ -361,33 +390,40 @@ def deployments_reconcile() -> list[int]:
         state = backend.deployment_state(deployment.backend_ref)
         if state.state == "healthy":
             if deployment.status != Status.HEALTHY:
-                Deployment.objects.filter(pk=deployment.pk, status=Status.UNHEALTHY).update(
-                    status=Status.HEALTHY, error="", last_checked_at=now)
+                _status_write(deployment.pk, was=Status.UNHEALTHY, to=Status.HEALTHY, error="", last_checked_at=now,
+                              summary="is healthy again")
             else:
                 Deployment.objects.filter(pk=deployment.pk).update(last_checked_at=now)
             continue
         if state.state == "starting":  # restarted earlier and still booting, or being updated by the platform
-            update = {"last_checked_at": now} if backend.heals_itself else {"status": Status.UNHEALTHY,
-                                                                            "last_checked_at": now}
-            Deployment.objects.filter(pk=deployment.pk).update(**update)
+            if backend.heals_itself:
+                Deployment.objects.filter(pk=deployment.pk).update(last_checked_at=now)
+            else:
+                _status_write(deployment.pk, was=[Status.HEALTHY, Status.UNHEALTHY], to=Status.UNHEALTHY,
+                              last_checked_at=now, summary="is unhealthy: its server is starting again")
             continue
         try:
             revived = backend.deployment_revive(deployment.backend_ref, _spec(deployment))
         except (BackendError, ValidationError) as exc:
-            Deployment.objects.filter(pk=deployment.pk).update(
-                status=Status.UNHEALTHY, last_checked_at=now, error=f"Restart failed: {in_words(exc)}")
+            _status_write(deployment.pk, was=[Status.HEALTHY, Status.UNHEALTHY], to=Status.UNHEALTHY,
+                          last_checked_at=now, error=f"Restart failed: {in_words(exc)}",
+                          summary=f"is unhealthy: its server stopped and the restart failed: {in_words(exc)}")
             continue
         if revived is None:  # the platform heals its own deployments; show how it stands
             if deployment.status != Status.UNHEALTHY or deployment.error != state.error[:2000]:
-                Deployment.objects.filter(pk=deployment.pk).update(status=Status.UNHEALTHY, last_checked_at=now,
-                                                                   error=state.error[:2000])
+                _status_write(deployment.pk, was=[Status.HEALTHY, Status.UNHEALTHY], to=Status.UNHEALTHY,
+                              last_checked_at=now, error=state.error[:2000],
+                              summary=_failed_in_words(state.error, state="is unhealthy"))
             continue
         with transaction.atomic():
             Deployment.objects.filter(pk=deployment.pk).update(
                 status=Status.UNHEALTHY, backend_ref=revived.ref, scoring_url=revived.scoring_url,
                 restarts=deployment.restarts + 1, last_checked_at=now, error=state.error[:2000])
             audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=deployment, via="system",
-                         summary=f"restarted {deployment}: its server had stopped")
+                         summary=f"restarted {deployment}: its server had stopped",
+                         changes={"diff": field_diff(
+                             {"status": deployment.status, "restarts": deployment.restarts},
+                             {"status": Status.UNHEALTHY, "restarts": deployment.restarts + 1})})
         _route_set(backend, deployment, revived.scoring_url)
         log.warning("restarted deployment %s", deployment)
         restarted.append(deployment.pk)
@@ -512,20 +548,16 @@ def deployment_adopt(*, endpoint: Endpoint, name: str, version: ModelVersion, he
             endpoint=endpoint, name=name, model_version=version, serving_settings=endpoint.profile.serving_settings(),
             status=Status.HEALTHY if healthy else Status.UNHEALTHY, backend_ref=ref, scoring_url=scoring_url,
             changed_outside=summary[:300], healthy_at=now)
-        audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=deployment, via="system",
-                     summary=f"deployment {deployment} was {summary}")
+        audit_record(actor=None, action=AuditEvent.Action.CREATE, target=deployment, via="system",
+                     summary=f"deployment {deployment} was {summary}",
+                     changes=status_change("status", None, deployment.status))
     return deployment
 
 
 def deployment_gone(*, deployment: Deployment, summary: str) -> bool:
     """Mark a deployment the platform no longer has as deleted (it serves nothing); audited as the system's."""
-    with transaction.atomic():
-        marked = Deployment.objects.filter(pk=deployment.pk, status__in=[Status.HEALTHY, Status.UNHEALTHY]).update(
-            status=Status.DELETED, traffic=0, deleted_at=timezone.now(), changed_outside=summary[:300])
-        if marked:
-            audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=deployment, via="system",
-                         summary=f"deployment {deployment} was {summary}")
-    return bool(marked)
+    return _status_write(deployment.pk, was=[Status.HEALTHY, Status.UNHEALTHY], to=Status.DELETED, traffic=0,
+                         deleted_at=timezone.now(), changed_outside=summary[:300], summary=f"was {summary}")
 
 
 def endpoint_traffic_record(*, endpoint: Endpoint, traffic: dict[str, int], summary: str) -> str:
@@ -549,8 +581,9 @@ def endpoint_traffic_record(*, endpoint: Endpoint, traffic: dict[str, int], summ
 def endpoint_gone(*, endpoint: Endpoint, summary: str) -> None:
     """The platform no longer has the endpoint: its live deployments are deleted with it; audited."""
     with transaction.atomic():
-        endpoint.deployments.filter(status__in=Deployment.LIVE).update(
-            status=Status.DELETED, traffic=0, deleted_at=timezone.now(), changed_outside=summary[:300])
+        for deployment_id in endpoint.deployments.filter(status__in=Deployment.LIVE).values_list("pk", flat=True):
+            _status_write(deployment_id, was=Deployment.LIVE, to=Status.DELETED, traffic=0, deleted_at=timezone.now(),
+                          changed_outside=summary[:300], summary=f"was {summary}, with its endpoint")
         Endpoint.objects.filter(pk=endpoint.pk).update(platform_scoring_url="", changed_outside=summary[:300])
         audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=endpoint, via="system",
                      summary=f"endpoint {endpoint.name} was {summary}")

@@ -51,6 +51,12 @@ def test_traffic_steps_get_their_percentage_column_and_nothing_is_lost(django_us
                     ("traffic", 10, "detail of traffic_10", 0), ("traffic", 50, "detail of traffic_50", 0),
                     ("traffic", 100, "detail of traffic_100", 0), ("finish", None, "detail of finish", 0)]
     assert new.get_model("deployments", "Promotion").objects.get(pk=promotion.pk).state == "succeeded"
+    # Rows already there get a first revision (never with the key), so their first edit has one to compare with.
+    History = new.get_model("deployments", "HistoricalEndpoint")
+    assert sorted(History.objects.values_list("name", "stage", "history_type")) == [
+        ("t-prod", "production", "+"), ("t-staging", "staging", "+")]
+    assert "key" not in {f.name for f in History._meta.get_fields()}
+    assert new.get_model("deployments", "HistoricalDeploymentProfile").objects.get().name == "small"
 
 
 def test_the_migration_reverses(django_user_model):

@@ -1,4 +1,6 @@
 """The promotion pipeline end to end on the local backend: real workers, real inference servers, the router."""
+from itertools import pairwise
+
 import pytest
 import requests
 from django.core.exceptions import ValidationError
@@ -105,6 +107,43 @@ def test_promote_v1_then_v2_blue_green_then_rollback(worker, router, engineer, m
     services.endpoint_rollback(endpoint=prod, actor=engineer)
     assert serving(prod) == {"blue": (1, 100), "green": (2, 0)}
     assert any("rolled back from titanic v2 to titanic v1" in s for s in prod_audit(prod))
+    assert Deployment.objects.count() == 4  # two staging copies (retired) and blue and green on production
+    assert_every_change_audited(engineer)
+
+
+def assert_every_change_audited(requester):
+    """Issue #10: every deployment the pipeline made has its create event (the requester's), then an event for each
+    status it went through, with the old and the new status, and, once retired, one delete event (the pipeline's:
+    the system); every promotion has an event for each state it went through."""
+    from audit.models import AuditEvent
+
+    wait_for(lambda: not Deployment.objects.filter(status__in=["creating", "deleting"]).exists(),
+             message="deployments to settle")
+
+    def moves(target, field):
+        events = AuditEvent.objects.filter(target_type__model=target._meta.model_name, target_id=str(target.pk))
+        chain = [(row["old"], row["new"]) for event in events.order_by("id") for row in event.field_changes
+                 if row["field"] == field]
+        assert chain and chain[0][0] is None, (target, chain)
+        assert all(a[1] == b[0] for a, b in pairwise(chain)), (target, chain)
+        assert chain[-1][1] == getattr(target, field), (target, chain)
+        return events, [new for _, new in chain]
+
+    deployments = list(Deployment.objects.all())
+    assert deployments
+    for deployment in deployments:
+        events, statuses = moves(deployment, "status")
+        created = events.get(action="create")
+        assert created.actor == requester and statuses[:2] == ["creating", "healthy"], (deployment, statuses)
+        deleted = list(events.filter(action="delete"))
+        if deployment.status == "deleted":
+            assert statuses[-2:] == ["deleting", "deleted"], (deployment, statuses)
+            assert len(deleted) == 1 and deleted[0].actor is None and deleted[0].actor_name == "system"
+        else:
+            assert deleted == []
+    for promotion in Promotion.objects.all():
+        events, states = moves(promotion, "state")
+        assert events.get(action="create").actor == requester and states[0] == "running"
 
 
 def prod_audit(endpoint):
@@ -127,6 +166,7 @@ def test_failing_functional_case_stops_before_production(worker, router, enginee
     assert serving(prod) == {} and not staging.deployments.filter(status__in=Deployment.LIVE).exists()
     run = promotion.functional_runs.get()
     assert run.results[0]["status"] == 200 and '"prediction": 1' in run.results[0]["body"]
+    assert_every_change_audited(engineer)
 
 
 def test_missed_stress_threshold_stops_with_evidence(worker, router, engineer, setup, titanic_outputs):
@@ -170,6 +210,7 @@ def test_rejected_promotion_cleans_up(worker, router, engineer, manager, setup, 
     assert promotion.state == "rejected" and promotion.decision_comment == "not this quarter"
     assert dict(promotion.steps.values_list("kind", "status"))["deploy_production"] == "canceled"
     wait_for(lambda: not staging.deployments.filter(status__in=Deployment.LIVE).exists(), message="staging cleanup")
+    assert_every_change_audited(engineer)
 
 
 def test_killed_worker_mid_promotion_resumes(start_celery, router, engineer, manager, setup, titanic_outputs):
