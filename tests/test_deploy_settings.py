@@ -6,6 +6,8 @@ import secrets
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -69,3 +71,32 @@ def test_a_malformed_number_is_refused_with_its_name(tmp_path):
     result = run(tmp_path, ["manage.py", "check"], {"DJANGO_SECURE_HSTS_SECONDS": "a year"})
     assert result.returncode != 0
     assert "DJANGO_SECURE_HSTS_SECONDS must be a whole number, not 'a year'" in result.stderr
+
+
+@pytest.mark.django_db
+def test_beat_check_tells_a_beat_that_stopped_sending():
+    from datetime import timedelta
+
+    from django.core.management import CommandError, call_command
+    from django.utils import timezone
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    with pytest.raises(CommandError, match="never"):
+        call_command("beat_check")
+    every = IntervalSchedule.objects.create(every=30, period=IntervalSchedule.SECONDS)
+    task = PeriodicTask.objects.create(name="reconcile-deployments", task="deployments.tasks.deployments_reconcile",
+                                       interval=every, last_run_at=timezone.now() - timedelta(minutes=30))
+    with pytest.raises(CommandError, match="within 600 s"):
+        call_command("beat_check")
+    PeriodicTask.objects.filter(pk=task.pk).update(last_run_at=timezone.now())
+    call_command("beat_check")
+
+
+def test_every_compose_service_restarts_and_has_a_healthcheck():
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for name, service in compose["services"].items():
+        assert service.get("restart") == "unless-stopped", name
+        check = service.get("healthcheck", {}).get("test")
+        assert check and check[0] in ("CMD", "CMD-SHELL"), name
