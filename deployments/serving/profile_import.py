@@ -5,6 +5,7 @@ its line: nothing is dropped silently. Malformed YAML and wrong types are refuse
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -22,15 +23,76 @@ class ImportResult:
     not_imported: list[str] = field(default_factory=list)  # what has no place in a v2 profile, and why
 
 
+# A deployment config is a few dozen settings. These bounds refuse, before any expansion, what only an attack needs:
+# aliases (354 bytes of nested aliases expand to millions of nodes), deep nesting, many nodes, long scalars.
+MAX_DEPTH = 20
+MAX_NODES = 2_000
+MAX_SCALAR_CHARS = 2_000
+MAX_REPORTED = 50  # lines of "not imported"; the rest are counted
+EXCERPT_CHARS = 60
+
+
+def excerpt(value) -> str:
+    """A value as it is quoted in a message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS - 1] + "…"
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, composing at most MAX_NODES nodes MAX_DEPTH deep, with no aliases: it stops at the first
+    node past a bound, so the work done is bounded whatever the input."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._nodes = 0
+        self._depth = 0
+
+    def _refuse(self, mark, why: str):
+        raise ProfileImportError(f"Not accepted — line {mark.line + 1}, column {mark.column + 1}: {why}.")
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self._refuse(self.peek_event().start_mark,
+                         "YAML aliases (*name) are not accepted in a deployment config; write the values out")
+        event = self.peek_event()
+        if getattr(event, "anchor", None):
+            self._refuse(event.start_mark, "YAML anchors (&name) are not accepted in a deployment config")
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            self._refuse(event.start_mark, f"more than {MAX_NODES} values; a deployment config is far smaller")
+        if isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_SCALAR_CHARS:
+            self._refuse(event.start_mark, f"a value longer than {MAX_SCALAR_CHARS} characters")
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            self._refuse(event.start_mark, f"nested more than {MAX_DEPTH} levels deep")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_yaml_int(self, node):
+        digits = node.value.replace("_", "").lstrip("+-")
+        if len(digits) > 18:
+            self._refuse(node.start_mark, f"the number {excerpt(node.value)} is far too large")
+        return super().construct_yaml_int(node)
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+
+
 def _tree(text: str):
-    """The YAML as plain values plus a line number for every key path."""
+    """The YAML as plain values plus a line number for every key path. Composed once, within the bounds above."""
+    loader = _BoundedLoader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ProfileImportError(f"Not valid YAML — {where}{getattr(exc, 'problem', None) or exc}.") from None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ProfileImportError(f"Not valid YAML — {where}{problem[:200]}.") from None
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         raise ProfileImportError("The YAML must be a mapping of settings (key: value), not a list or a single value.")
     lines: dict[str, int] = {}
@@ -60,7 +122,7 @@ class _Reader:
             if walked and not isinstance(value, dict):
                 where = ".".join(walked)
                 raise ProfileImportError(f"{where} ({self.at(where)}) must be a mapping of settings, "
-                                         f"not {value!r}.")
+                                         f"not {excerpt(value)}.")
             if part not in value:
                 return None
             value = value[part]
@@ -73,11 +135,15 @@ class _Reader:
         if value is None:
             return None
         if convert is not None:
-            value = convert(path, value)
+            value = convert(f"{path} ({self.at(path)})", value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ProfileImportError(f"{path} ({self.at(path)}) must be a number, not {value!r}.")
+            raise ProfileImportError(f"{path} ({self.at(path)}) must be a number, not {excerpt(value)}.")
+        if not math.isfinite(value):
+            raise ProfileImportError(f"{path} ({self.at(path)}) must be a number, not {excerpt(value)}.")
+        if abs(value) > 1e9:
+            raise ProfileImportError(f"{path} ({self.at(path)}): {excerpt(value)} is far out of range.")
         if integer and float(value) != int(value):
-            raise ProfileImportError(f"{path} ({self.at(path)}) must be a whole number, not {value!r}.")
+            raise ProfileImportError(f"{path} ({self.at(path)}) must be a whole number, not {excerpt(value)}.")
         return int(value) if integer else float(value)
 
     def boolean(self, path: str):
@@ -85,7 +151,7 @@ class _Reader:
         if value is None:
             return None
         if not isinstance(value, bool):
-            raise ProfileImportError(f"{path} ({self.at(path)}) must be true or false, not {value!r}.")
+            raise ProfileImportError(f"{path} ({self.at(path)}) must be true or false, not {excerpt(value)}.")
         return value
 
     def set(self, name: str, value) -> None:
@@ -107,23 +173,24 @@ class _Reader:
             if isinstance(value, dict):
                 self.seen.discard(path)
                 continue
-            self.result.not_imported.append(f"{path} ({self.at(path)}): {why}")
+            shown = path if len(path) <= 80 else path[:79] + "…"
+            self.result.not_imported.append(f"{shown} ({self.at(path)}): {why}")
 
 
 def _cpu(path, value):
     if isinstance(value, str):
-        match = re.fullmatch(r"\s*([\d.]+)\s*(m?)\s*", value)
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(m?)\s*", value)
         if not match:
-            raise ProfileImportError(f"{path}: {value!r} is not a CPU amount (e.g. 0.5 or \"500m\").")
+            raise ProfileImportError(f"{path}: {excerpt(value)} is not a CPU amount (e.g. 0.5 or \"500m\").")
         return float(match.group(1)) / (1000 if match.group(2) else 1)
     return value
 
 
 def _memory_gb(path, value):
     if isinstance(value, str):
-        match = re.fullmatch(r"\s*([\d.]+)\s*(Gi|Mi|G|M)?\s*", value)
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(Gi|Mi|G|M)?\s*", value)
         if not match:
-            raise ProfileImportError(f"{path}: {value!r} is not a memory amount (e.g. 1, \"1Gi\" or \"512Mi\").")
+            raise ProfileImportError(f"{path}: {excerpt(value)} is not a memory amount (e.g. 1, \"1Gi\" or \"512Mi\").")
         number, unit = float(match.group(1)), match.group(2) or "G"
         return number / 1024 if unit == "Mi" else number / 1000 if unit == "M" else number
     return value
@@ -162,7 +229,7 @@ def _v2(reader: _Reader) -> None:
     if scale_type is not None:
         if scale_type not in ("default", "target_utilization"):
             raise ProfileImportError(f"scale_settings.type ({r.at('scale_settings.type')}) must be default or "
-                                     f"target_utilization, not {scale_type!r}.")
+                                     f"target_utilization, not {excerpt(scale_type)}.")
         r.set("autoscale_enabled", scale_type == "target_utilization")
     r.set("min_instances", r.number("scale_settings.min_instances", integer=True))
     r.set("max_instances", r.number("scale_settings.max_instances", integer=True))
@@ -189,7 +256,7 @@ def profile_from_yaml(text: str) -> ImportResult:
         _v1(reader, compute_type)
     elif compute_type:
         raise ProfileImportError(f"computeType ({reader.at('computeType')}) must be AKS or ACI, not "
-                                 f"{data['computeType']!r}.")
+                                 f"{excerpt(data['computeType'])}.")
     elif {"scale_settings", "request_settings", "resources", "instance_count", "instance_type"} & set(data):
         reader.result.source = "Azure ML v2 online deployment YAML"
         _v2(reader)
@@ -197,4 +264,7 @@ def profile_from_yaml(text: str) -> ImportResult:
         raise ProfileImportError("Not a deployment config: expected a v1 config with computeType (AKS or ACI) or a "
                                  "v2 online deployment with scale_settings, request_settings or resources.")
     reader.result.not_imported.sort(key=lambda line: int(re.search(r"\(line (\d+)\)", line).group(1)))
+    if len(reader.result.not_imported) > MAX_REPORTED:
+        more = len(reader.result.not_imported) - MAX_REPORTED
+        reader.result.not_imported[MAX_REPORTED:] = [f"… and {more} more settings the portal does not map"]
     return reader.result

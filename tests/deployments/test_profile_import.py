@@ -126,3 +126,52 @@ def test_only_admins_import_profiles(request, who):
     assert client.get(url).status_code == 403
     assert client.post(url, {"name": "p", "text": SEED_AKS}).status_code == 403
     assert not DeploymentProfile.objects.exists()
+
+
+# --- hostile input: cheap to send, expensive to process -------------------------------------------------------------
+LIST_BOMB = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
+    f"{c}: &{c} [{','.join(['*' + p] * 10)}]\n" for p, c in zip("abcde", "bcdef", strict=True)) + "computeType: AKS\n"
+MAP_BOMB = "computeType: AKS\na: &a {k0: 1, k1: 1}\n" + "".join(
+    f"{c}: &{c} {{{', '.join(f'k{i}: *{p}' for i in range(10))}}}\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+HOSTILE = [
+    (LIST_BOMB, "line 1, column 4: YAML anchors (&name) are not accepted"),
+    (MAP_BOMB, "line 2, column 4: YAML anchors (&name) are not accepted"),
+    ("computeType: AKS\nx: 1\ny: *x\n", "line 3, column 4: YAML aliases (*name) are not accepted"),
+    ("computeType: AKS\n" + "".join(f"k{i}: {i}\n" for i in range(4000)), "more than 2000 values"),
+    ("computeType: AKS\nnumReplicas: .nan\n", "numReplicas (line 2) must be a number, not nan"),
+    ("computeType: AKS\nnumReplicas: .inf\n", "numReplicas (line 2) must be a number, not inf"),
+    ("computeType: AKS\nnumReplicas: -.inf\n", "numReplicas (line 2) must be a number, not -inf"),
+    ("computeType: AKS\nnumReplicas: " + "9" * 5000 + "\n", "line 2, column 14: a value longer than 2000"),
+    ("computeType: AKS\nnumReplicas: " + "9" * 40 + "\n", "line 2, column 14: the number '99999999999999999999"),
+    ("computeType: AKS\nnumReplicas: 1.0e+300\n", "numReplicas (line 2): 1e+300 is far out of range"),
+    ("resources:\n  requests:\n    cpu: '1.2.3'\n", "resources.requests.cpu (line 3): '1.2.3' is not a CPU amount"),
+    ("resources:\n  requests:\n    memory: 1Zi\n", "resources.requests.memory (line 3): '1Zi' is not a memory amount"),
+    ("computeType: AKS\nx: " + "[" * 1200 + "]" * 1200 + "\n", "nested more than 20 levels deep"),
+    ("computeType: AKS\nx: " + "{a: " * 1200 + "1" + "}" * 1200 + "\n", "nested more than 20 levels deep"),
+    ("computeType: '" + "A" * 1500 + "'\n", "must be AKS or ACI, not 'AAAA"),
+]
+
+
+@pytest.mark.parametrize("text, message", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_yaml_is_refused_with_the_line_and_a_short_message(text, message):
+    with pytest.raises(ProfileImportError) as refused:
+        profile_from_yaml(text)
+    assert message in str(refused.value) and len(str(refused.value)) < 300
+
+
+def test_unknown_keys_are_reported_up_to_a_limit():
+    text = "computeType: AKS\n" + "".join(f"k{i}: {i}\n" for i in range(300))
+    result = profile_from_yaml(text)
+    assert len(result.not_imported) == 51 and result.not_imported[-1] == "… and 250 more settings the portal does not map"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("text, message", HOSTILE[:4] + HOSTILE[7:8], ids=range(5))
+def test_hostile_yaml_through_the_page_gets_a_small_refusal_and_saves_nothing(admin_client_, text, message):
+    before = AuditEvent.objects.count()
+    response = admin_client_.post(reverse("deployments:profile_import"), {"name": "p", "text": text})
+    body = response.content.decode()
+    assert response.status_code == 400 and message.replace("&", "&amp;") in body.replace("&#x27;", "'")
+    assert len(response.content) < 10_000 + len(text)  # the page, the message and the textarea echoing the input
+    assert body.count("Not accepted —") == 1  # said once
+    assert not DeploymentProfile.objects.exists() and AuditEvent.objects.count() == before
