@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 import requests
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -89,7 +90,7 @@ def endpoint_create(*, name: str, stage: str, profile: DeploymentProfile, actor,
     endpoint = Endpoint(name=name, stage=stage, profile=profile, auth_enabled=profile.auth_enabled,
                         description=description, created_by=actor)
     endpoint.full_clean()
-    with transaction.atomic():
+    with _name_taken({"name": f"There is already an endpoint named {name}."}), transaction.atomic():
         endpoint.save()
         audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=endpoint,
                      summary=f"created {endpoint.get_stage_display().lower()} endpoint {name}")
@@ -141,11 +142,14 @@ def deployment_create(*, endpoint: Endpoint, version: ModelVersion, name: str, a
         raise ValidationError(f"{promotion} is {promotion.get_state_display().lower()}: it deploys nothing more.")
     deployment = Deployment(endpoint=endpoint, name=name, model_version=version,
                             serving_settings=endpoint.profile.serving_settings(), created_by=actor)
-    deployment.full_clean(exclude=["backend_ref", "scoring_url"])
+    # The name check is ours (the constraint's own message names the constraint), and the database's constraint
+    # catches the race of two requests with one name.
+    deployment.full_clean(exclude=["backend_ref", "scoring_url"], validate_constraints=False)
+    taken = {"name": f"{endpoint.name} already has a deployment named {name}."}
     if endpoint.deployments.filter(name=name).exclude(status=Status.DELETED).exists():
-        raise ValidationError({"name": f"{endpoint.name} already has a deployment named {name}."})
+        raise ValidationError(taken)
     _spec(deployment)  # refuse now what the worker could not start
-    with transaction.atomic():
+    with _name_taken(taken), transaction.atomic():
         deployment.save()
         audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=deployment,
                      summary=f"deploying {version} as {deployment}" + (f" ({why})" if why else ""),
@@ -154,6 +158,15 @@ def deployment_create(*, endpoint: Endpoint, version: ModelVersion, name: str, a
             enqueue("deployments.tasks.deployment_start", deployment.pk,
                     unavailable=lambda message: _not_started(deployment.pk, message))
     return deployment
+
+
+@contextmanager
+def _name_taken(message: dict):
+    """A unique name taken meanwhile by a concurrent request: the same refusal as when it was taken before."""
+    try:
+        yield
+    except IntegrityError:
+        raise ValidationError(message) from None
 
 
 def _not_started(deployment_id: int, message: str) -> None:
@@ -530,7 +543,7 @@ def profile_import(*, name: str, text: str, actor):
         raise ValidationError(str(exc)) from None
     profile = DeploymentProfile(name=name, description=f"Imported from {result.source}.", **result.fields)
     profile.full_clean()
-    with transaction.atomic():
+    with _name_taken({"name": f"There is already a deployment profile named {name}."}), transaction.atomic():
         profile.save()
         audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=profile,
                      summary=f"imported profile {name} from {result.source}",
