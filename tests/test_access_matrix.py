@@ -130,9 +130,9 @@ ACTIONS = [
              lambda w: {"payload": "{}"}, ALLOWED, FORBIDDEN, ALLOWED, changes=False)
       for on in ("production", "staging")],
     Action("deployments:endpoint_traffic", "staging", lambda w: [w.staging.name],
-           lambda w: {"blue": 50, "green": 50}, ALLOWED, FORBIDDEN, ALLOWED),
+           lambda w: {"traffic-blue": 50, "traffic-green": 50}, ALLOWED, FORBIDDEN, ALLOWED),
     Action("deployments:endpoint_traffic", "production", lambda w: [w.prod.name],
-           lambda w: {"blue": 50, "green": 50}, REFUSED, FORBIDDEN, REFUSED),
+           lambda w: {"traffic-blue": 50, "traffic-green": 50}, REFUSED, FORBIDDEN, REFUSED),
     Action("deployments:deployment_delete", "staging",
            lambda w: [w.staging.name, w.rows["staging", "green"].pk], lambda w: {}, ALLOWED, FORBIDDEN, ALLOWED),
     Action("deployments:deployment_delete", "production",

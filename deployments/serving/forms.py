@@ -25,9 +25,11 @@ class TryItForm(forms.Form):
 
 
 class TrafficForm(forms.Form):
-    """One percentage field per live deployment."""
+    """One percentage field per live deployment, posted as traffic-<name>: a deployment's name can never collide with
+    another field of the request (a deployment named csrfmiddlewaretoken broke the form for everyone)."""
 
     def __init__(self, *args, deployments, **kwargs):
+        kwargs.setdefault("prefix", "traffic")
         super().__init__(*args, **kwargs)
         for deployment in deployments:
             self.fields[deployment.name] = forms.IntegerField(min_value=0, max_value=100, initial=deployment.traffic,

@@ -80,7 +80,7 @@ def test_admin_connects_the_workspace_and_an_engineer_trains_on_it(live_server, 
     page.reload()
     assert page.inner_text("[data-testid=scoring-url]").endswith("/titanic-staging/score")
     assert "azure" not in page.inner_text("[data-testid=scoring-url]")  # the fake's 127.0.0.1, as Azure gives it
-    page.fill("input[name=blue]", "100")
+    page.fill("input[name=traffic-blue]", "100")
     page.click("button:has-text('Set traffic')")
     page.wait_for_selector("text=Traffic updated")
     backend = get_backend("azureml")

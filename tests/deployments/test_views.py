@@ -87,7 +87,7 @@ def test_try_it_when_router_is_down_says_so(engineer_client, endpoints, settings
 
 
 def test_production_traffic_cannot_be_set_from_the_page(engineer_client, endpoints):
-    response = engineer_client.post(reverse("deployments:endpoint_traffic", args=["titanic-prod"]), {"blue": 0},
+    response = engineer_client.post(reverse("deployments:endpoint_traffic", args=["titanic-prod"]), {"traffic-blue": 0},
                                     follow=True)
     assert "only through a promotion or a rollback" in response.content.decode()
     assert Deployment.objects.get(name="blue").traffic == 100
@@ -98,9 +98,9 @@ def test_staging_traffic_form_rejects_bad_sum(engineer_client, engineer, endpoin
     version = make_model(engineer, name="other", versions=1).latest_version
     Deployment.objects.create(endpoint=staging, name="blue", model_version=version, status="healthy")
     url = reverse("deployments:endpoint_traffic", args=[staging.name])
-    response = engineer_client.post(url, {"blue": 40})
+    response = engineer_client.post(url, {"traffic-blue": 40})
     assert response.status_code == 400 and "add up to 100%" in response.content.decode()
-    response = engineer_client.post(url, {"blue": "lots"})
+    response = engineer_client.post(url, {"traffic-blue": "lots"})
     assert response.status_code == 400 and "Enter a whole number" in response.content.decode()
     assert Deployment.objects.get(endpoint=staging).traffic == 0
 
@@ -177,3 +177,18 @@ def test_deployments_table_polls_while_one_is_busy_and_stops_when_settled(engine
     done = engineer_client.get(prod.get_absolute_url(), HTTP_HX_REQUEST="true", HTTP_HX_TARGET="deployments-table")
     assert done.status_code == 286 and done["HX-Refresh"] == "true"  # htmx stops polling; the page shows once more
     assert 'hx-trigger="every 2s"' not in engineer_client.get(prod.get_absolute_url()).content.decode()
+
+
+def test_a_deployment_named_like_a_form_field_leaves_the_traffic_form_working(engineer_client, engineer, endpoints):
+    staging = endpoints[0]
+    version = make_model(engineer, name="other", versions=1).latest_version
+    for name in ("csrfmiddlewaretoken", "blue"):
+        Deployment.objects.create(endpoint=staging, name=name, model_version=version, status="healthy")
+    url = reverse("deployments:endpoint_traffic", args=[staging.name])
+    engineer_client.handler.enforce_csrf_checks = True
+    page = engineer_client.get(reverse("deployments:endpoint_detail", args=[staging.name]))
+    token = page.context["csrf_token"]
+    response = engineer_client.post(url, {"csrfmiddlewaretoken": token, "traffic-csrfmiddlewaretoken": 30,
+                                          "traffic-blue": 70})
+    assert response.status_code in (200, 302), response.content.decode()[:500]
+    assert dict(staging.deployments.values_list("name", "traffic")) == {"csrfmiddlewaretoken": 30, "blue": 70}
