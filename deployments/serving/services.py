@@ -604,27 +604,38 @@ def endpoint_gone(*, endpoint: Endpoint, summary: str) -> None:
 
 # --- rollback -----------------------------------------------------------------------------------------------------
 def rollback_target(live: list[Deployment]) -> tuple[Deployment, Deployment] | None:
-    """(the deployment serving most traffic now, the newest other healthy deployment: the one a rollback sends all
-    traffic to), or None when there is nothing to roll back to. `live`: an endpoint's live deployments."""
+    """(the deployment serving most traffic now, the one a rollback sends all traffic to: the newest healthy one that
+    serves an older version), or None when there is nothing older to go back to. Never forward: once rolled back, the
+    newer version serves again only through a promotion. `live`: an endpoint's live deployments."""
     current = max(live, key=lambda d: d.traffic, default=None)
-    previous = [d for d in live if d is not current and d.status == Status.HEALTHY]
-    if current is None or not current.traffic or not previous:
+    if current is None or not current.traffic:
         return None
-    return current, max(previous, key=lambda d: d.created_at)
+
+    def age(deployment: Deployment):
+        return deployment.model_version.created_at, deployment.model_version_id
+
+    older = [d for d in live if d is not current and d.status == Status.HEALTHY and age(d) < age(current)]
+    if not older:
+        return None
+    return current, max(older, key=age)
 
 
-def endpoint_rollback(*, endpoint: Endpoint, actor) -> Deployment:
-    """Put all traffic back on the deployment that served before the current one."""
+def endpoint_rollback(*, endpoint: Endpoint, actor, reason: str) -> Deployment:
+    """Put all traffic back on the deployment of the version that served before the current one, for `reason`."""
     if endpoint.stage != Endpoint.Stage.PRODUCTION:
         raise ValidationError("Rollback is for production endpoints.")
+    reason = " ".join(reason.split())
+    if not reason:
+        raise ValidationError("Say why you roll back: the reason is kept with the change.")
     if Promotion.objects.filter(production_endpoint=endpoint, state__in=Promotion.ACTIVE).exists():
         raise ValidationError("A promotion is in progress on this endpoint; wait for it to finish.")
     live = list(endpoint.deployments.filter(status__in=Deployment.LIVE).select_related("model_version__model"))
     pair = rollback_target(live)
     if pair is None:
-        raise ValidationError("There is no previous deployment to roll back to.")
+        raise ValidationError("There is no previous deployment to roll back to: nothing healthy serves an older "
+                              "version. A newer version comes back only through a promotion.")
     current, target = pair
     # A rollback is one of the two ways production changes (a promotion is the other): past the production guard.
     _traffic_write(endpoint=endpoint, traffic={target.name: 100}, actor=actor,
-                   reason=f"rolled back from {current.model_version} to {target.model_version}")
+                   reason=f"rolled back from {current.model_version} to {target.model_version}: {reason[:300]}")
     return target

@@ -174,7 +174,8 @@ def version_deploy(request, name, version):
 def endpoint_rollback(request, name):
     endpoint = get_object_or_404(Endpoint, name=name)
     try:
-        target = services.endpoint_rollback(endpoint=endpoint, actor=request.user)
+        target = services.endpoint_rollback(endpoint=endpoint, actor=request.user,
+                                            reason=request.POST.get("reason", ""))
     except ValidationError as exc:
         messages.error(request, in_words(exc))
     except BackendError as exc:

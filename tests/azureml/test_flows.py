@@ -118,7 +118,7 @@ def test_promotion_end_to_end_on_azureml_then_rollback(azure, azure_worker, engi
                     if r.body and r.body["properties"].get("traffic")]
     assert {"blue": 50, "green": 50} in traffic_puts
 
-    services.endpoint_rollback(endpoint=prod, actor=engineer)
+    services.endpoint_rollback(endpoint=prod, actor=engineer, reason="error rate up")
     assert serving(prod) == {"blue": (1, 100), "green": (2, 0)}
     wait_for(lambda: azure_traffic("titanic-prod") == {"blue": 100}, timeout=20, message="rollback applied in Azure")
 

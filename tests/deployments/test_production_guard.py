@@ -50,7 +50,7 @@ def test_direct_delete_of_the_rollback_target_is_refused_and_rollback_still_work
     assert REFUSED in response.content.decode()
     green.refresh_from_db()
     assert green.status == "healthy" and AuditEvent.objects.count() == events
-    target = services.endpoint_rollback(endpoint=prod, actor=engineer)
+    target = services.endpoint_rollback(endpoint=prod, actor=engineer, reason="error rate up")
     assert target.pk == green.pk and serving(prod) == {"blue": 0, "green": 100}
 
 

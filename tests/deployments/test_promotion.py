@@ -104,7 +104,7 @@ def test_promote_v1_then_v2_blue_green_then_rollback(worker, router, engineer, m
         *[(f"Smoke check at {p}% of traffic", "green", "passed") for p in second.traffic_steps]]
     assert "step to 50%" in " ".join(prod_audit(prod))
 
-    services.endpoint_rollback(endpoint=prod, actor=engineer)
+    services.endpoint_rollback(endpoint=prod, actor=engineer, reason="error rate up")
     assert serving(prod) == {"blue": (1, 100), "green": (2, 0)}
     assert any("rolled back from titanic v2 to titanic v1" in s for s in prod_audit(prod))
     assert Deployment.objects.count() == 4  # two staging copies (retired) and blue and green on production

@@ -135,7 +135,7 @@ def test_rollback_rules(engineer_client, manager_client, engineer, world):
     staging, prod, model, stress = world
     url = reverse("deployments:endpoint_rollback", args=[prod.name])
     assert manager_client.post(url).status_code == 403
-    response = engineer_client.post(url, follow=True)
+    response = engineer_client.post(url, {"reason": "errors"}, follow=True)
     assert "no previous deployment to roll back to" in response.content.decode()
     assert 'data-testid="rollback"' not in engineer_client.get(prod.get_absolute_url()).content.decode()
     old = Deployment.objects.create(endpoint=prod, name="blue", model_version=model.versions.get(version=1),
@@ -147,12 +147,21 @@ def test_rollback_rules(engineer_client, manager_client, engineer, world):
     assert "<td>titanic v2 (green, 100%)</td><td>titanic v1 (blue, 0% → 100%)</td>" in page  # what changes, first
     assert "Send all traffic from titanic v2 (green) to titanic v1 (blue)?" in page
     assert 'data-testid="rollback"' not in manager_client.get(prod.get_absolute_url()).content.decode()
-    engineer_client.post(url)
+    response = engineer_client.post(url, {"reason": "  "}, follow=True)
+    assert "Say why you roll back" in response.content.decode()
+    old.refresh_from_db()
+    assert old.traffic == 0  # refused: nothing changed
+    engineer_client.post(url, {"reason": "error rate up since the switch"})
     old.refresh_from_db()
     assert old.traffic == 100
     page = engineer_client.get(prod.get_absolute_url()).content.decode()
-    assert "rolled back from titanic v2 to titanic v1" in page
-    assert "Roll back to titanic v2 (green)</button>" in page  # the button now names where it would go: no surprise
+    assert "rolled back from titanic v2 to titanic v1: error rate up since the switch" in page
+    # Pressed again, it does not roll forward to v2: only a promotion brings a newer version back.
+    assert 'data-testid="rollback"' not in page
+    response = engineer_client.post(url, {"reason": "again"}, follow=True)
+    assert "nothing healthy serves an older version" in response.content.decode()
+    old.refresh_from_db()
+    assert old.traffic == 100
 
 
 def test_functional_case_validation(engineer):
