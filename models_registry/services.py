@@ -249,10 +249,16 @@ def training_run_cancel(*, run: TrainingRun, actor) -> bool:
                    action=AuditEvent.Action.CANCEL, summary="canceled the run"):
         return False
     if run.backend_job_id:
+        backend = get_backend(run.backend)
         try:
-            get_backend(run.backend).training_cancel(run.backend_job_id)
+            backend.training_cancel(run.backend_job_id)
+            # What the job printed until then: the run page shows its log, not "(no output yet)".
+            log_text = backend.training_status(run.backend_job_id).log[-settings.MLOPS_RUN_LOG_MAX_CHARS:]
         except BackendError as exc:
             log.warning("cancel of %s at the backend failed: %s", run.backend_job_id, exc)
+        else:
+            if log_text:
+                TrainingRun.objects.filter(pk=run.pk, status=Status.CANCELED).update(log=log_text)
     return True
 
 

@@ -83,11 +83,14 @@ def test_cancel_stops_the_job(worker, engineer):
     run = launch(engineer, sleep=60)
     wait_for(lambda: TrainingRun.objects.filter(pk=run.pk).exclude(backend_job_id="").exists(), message="job start")
     run.refresh_from_db()
+    log_file = settings.MLOPS_ARTIFACT_ROOT / "jobs" / run.backend_job_id / "log.txt"
+    wait_for(lambda: log_file.exists() and "working..." in log_file.read_text(), timeout=30, message="job output")
     assert services.training_run_cancel(run=run, actor=engineer)
     status_file = settings.MLOPS_ARTIFACT_ROOT / "jobs" / run.backend_job_id / "status.json"
     wait_for(lambda: json.loads(status_file.read_text())["state"] == "failed", timeout=15, message="job to stop")
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.CANCELED
+    assert "working..." in run.log  # what it printed until the cancel is kept, not "(no output yet)"
 
 
 def test_killed_worker_run_is_resumed_by_beat_and_another_worker(start_celery, engineer):
