@@ -19,4 +19,5 @@ urlpatterns = [
     path("promotions/", promotion_views.promotion_list, name="promotion_list"),
     path("promotions/<int:pk>/", promotion_views.promotion_detail, name="promotion_detail"),
     path("promotions/<int:pk>/decide/", promotion_views.promotion_decide, name="promotion_decide"),
+    path("promotions/<int:pk>/cancel/", promotion_views.promotion_cancel, name="promotion_cancel"),
 ]

@@ -155,6 +155,8 @@ ACTIONS = [
            FORBIDDEN, FORBIDDEN, ALLOWED),
     Action("deployments:promotion_decide", "production", lambda w: [w.awaiting.pk],
            lambda w: {"decision": "approve", "comment": "evidence is good"}, FORBIDDEN, ALLOWED, ALLOWED),
+    Action("deployments:promotion_cancel", "production", lambda w: [w.awaiting.pk],
+           lambda w: {"reason": "wrong version"}, ALLOWED, FORBIDDEN, ALLOWED),
     Action("workspaces:workspace_detail", "-", lambda w: [], _workspace_form, FORBIDDEN, FORBIDDEN, ALLOWED),
     Action("workspaces:workspace_test", "-", lambda w: [], lambda w: {}, FORBIDDEN, FORBIDDEN, ALLOWED),
 ]

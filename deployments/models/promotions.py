@@ -15,6 +15,7 @@ class Promotion(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
         REJECTED = "rejected", "Rejected"
+        CANCELED = "canceled", "Canceled"
 
     ACTIVE = (State.RUNNING, State.AWAITING_APPROVAL)
 

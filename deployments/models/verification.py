@@ -113,6 +113,8 @@ class TestOutcome(models.TextChoices):
     RUNNING = "running", "Running"
     PASSED = "passed", "Passed"
     FAILED = "failed", "Failed"
+    # Its promotion finished (or it was run again) before it did: a worker stopped in the middle of it.
+    STOPPED = "stopped", "Stopped"
 
 
 class FunctionalTestRun(models.Model):
@@ -145,6 +147,7 @@ class StressRun(models.Model):
     latency_buckets = models.JSONField(default=list, blank=True)
     missed = models.JSONField(default=list, blank=True, help_text="The thresholds it missed, in words.")
     requeued = models.PositiveSmallIntegerField(default=0, help_text="Times missing shards were queued again.")
+    requeued_at = models.DateTimeField(null=True, blank=True, help_text="When the missing shards were queued again.")
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -38,6 +38,7 @@ from ..models import (
     Deployment,
     Endpoint,
     FunctionalTestCase,
+    FunctionalTestRun,
     Promotion,
     PromotionStep,
     StressProfile,
@@ -158,6 +159,7 @@ def promotion_decide(*, promotion: Promotion, actor, approve: bool, comment: str
             enqueue(ADVANCE, promotion.pk, unavailable=lambda message: _waiting_for_queue(promotion, message))
         else:
             promotion.steps.filter(status__in=PromotionStep.OPEN).update(status=Step.CANCELED)
+            runs_stop(promotion_ids=[promotion.pk])
     if not approve:
         _clean_up_now_or_later(Promotion.objects.get(pk=promotion.pk))
     promotion.refresh_from_db()
@@ -193,6 +195,10 @@ def promotion_advance(*, promotion_id: int) -> float | None:
         except Exception as exc:  # a bug or an unforeseen failure: run the step again a few times, then stop
             log.exception("step %s of %s broke", step.kind, promotion)
             return _broke(promotion, step, f"{exc.__class__.__name__}: {in_words(exc)}")
+        if not Promotion.objects.filter(pk=promotion_id, state=State.RUNNING).exists():
+            # Canceled (or failed) while the step ran: what the step made meanwhile goes too; nothing more runs.
+            _clean_up_now_or_later(Promotion.objects.select_related("production_endpoint").get(pk=promotion_id))
+            return None
         return _record(promotion, step, outcome)
     finally:
         Promotion.objects.filter(pk=promotion_id).update(lease_until=None)
@@ -234,19 +240,45 @@ def _record(promotion: Promotion, step: PromotionStep, outcome: Outcome) -> floa
 
 def promotion_fail(*, promotion: Promotion, reason: str) -> None:
     """Stop the promotion: production traffic back as it was, this promotion's deployments removed."""
+    _stop(promotion, state=State.FAILED, reason=reason, actor=None)
+
+
+def promotion_cancel(*, promotion: Promotion, actor, reason: str) -> Promotion:
+    """Cancel a promotion in progress, instead of deleting it: the pipeline's own clean-up runs (production traffic
+    back as it was before the rollout, the promotion's staging and production deployments removed), and the promotion
+    stays with its steps and evidence. Raises ValidationError when it has already finished or no reason is given."""
+    reason = " ".join(reason.split())
+    if not reason:
+        raise ValidationError("Say why you cancel the promotion: the reason is kept with it.")
+    if not _stop(promotion, state=State.CANCELED, reason=f"Canceled by {actor.get_username()}: {reason[:500]}",
+                 actor=actor):
+        promotion.refresh_from_db()
+        raise ValidationError(f"{promotion} has already finished ({promotion.get_state_display().lower()}); there "
+                              "is nothing to cancel.")
+    promotion.refresh_from_db()
+    return promotion
+
+
+def _stop(promotion: Promotion, *, state: str, reason: str, actor) -> bool:
+    """Move an active promotion to `state` and clean up after it. Returns whether it was active. A worker advancing it
+    at that moment finds it no longer running when its step returns, and cleans up again (idempotent) for whatever
+    the step made meanwhile."""
     with transaction.atomic():
         was = Promotion.objects.select_for_update().filter(pk=promotion.pk).values_list("state", flat=True).first()
         updated = Promotion.objects.filter(pk=promotion.pk, state__in=Promotion.ACTIVE).update(
-            state=State.FAILED, failure_reason=reason, finished_at=timezone.now())
+            state=state, failure_reason=reason, finished_at=timezone.now())
         if updated:
-            audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=promotion, via="system",
-                         summary=f"stopped {promotion}: {reason}"[:500],
-                         changes=status_change("state", was, State.FAILED))
+            verb = "canceled" if state == State.CANCELED else "stopped"
+            audit_record(actor=actor, action=AuditEvent.Action.UPDATE, target=promotion,
+                         via="" if actor is not None else "system", summary=f"{verb} {promotion}: {reason}"[:500],
+                         changes=status_change("state", was, state))
     if not updated:
-        return
+        return False
     promotion.steps.filter(status__in=PromotionStep.OPEN).update(status=Step.CANCELED)
+    runs_stop(promotion_ids=[promotion.pk])
     promotion.refresh_from_db()
     _clean_up_now_or_later(promotion)
+    return True
 
 
 def _clean_up_now_or_later(promotion: Promotion) -> None:
@@ -283,10 +315,24 @@ def _retire(promotion: Promotion, deployment: Deployment, why: str) -> None:
     serving.deployment_delete(deployment=deployment, actor=None, why=why, promotion=promotion)
 
 
+def runs_stop(*, promotion_ids=None) -> int:
+    """Close the functional and stress runs still marked running whose promotion has finished (a worker killed in
+    the middle of one left it "Running, 0 of 0 passed" for good). Returns how many were closed."""
+    finished = Promotion.objects.exclude(state__in=Promotion.ACTIVE)
+    if promotion_ids is not None:
+        finished = finished.filter(pk__in=promotion_ids)
+    closed = 0
+    for model in (FunctionalTestRun, StressRun):
+        closed += model.objects.filter(status=TestOutcome.RUNNING, promotion__in=finished).update(
+            status=TestOutcome.STOPPED, finished_at=timezone.now())
+    return closed
+
+
 def promotions_resume() -> list[int]:
     """Running promotions that nobody advanced for a while (their worker died, or the queue lost the message) get
     advanced again; a step resumed more than MLOPS_PROMOTION_STEP_RETRIES times fails the promotion instead."""
     cutoff = timezone.now() - timedelta(seconds=settings.MLOPS_PROMOTION_STALE_SECONDS)
+    runs_stop()
     stale = list(Promotion.objects.filter(state=State.RUNNING, updated_at__lt=cutoff)
                  .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=timezone.now()))
                  .select_related("version__model", "production_endpoint"))
@@ -384,10 +430,14 @@ def _stress(promotion: Promotion, step: PromotionStep) -> Outcome:
             planned = run.plan["duration_seconds"] or 0
             if run.requeued == 0 and elapsed > planned + settings.MLOPS_STRESS_REQUEUE_SECONDS:
                 # A worker died holding a shard: queue the missing ones again, once.
-                if StressRun.objects.filter(pk=run.pk, requeued=0).update(requeued=1):
+                if StressRun.objects.filter(pk=run.pk, requeued=0).update(requeued=1, requeued_at=timezone.now()):
                     _queue_shards(run, promotion, sorted(set(range(run.plan["shards"])) - done_shards))
                 return wait("Some stress shards did not report back; queued them again.", seconds=1)
-            if elapsed > 2 * planned + settings.MLOPS_STRESS_REQUEUE_SECONDS + settings.MLOPS_STRESS_GRACE_SECONDS:
+            # The shards queued again get their own full time from when they were queued: after a long worker
+            # outage the run's start is long past, and they must not be given up on before they could run.
+            since = (timezone.now() - (run.requeued_at or run.started_at)).total_seconds()
+            if run.requeued and since > planned + settings.MLOPS_STRESS_REQUEUE_SECONDS + \
+                    settings.MLOPS_STRESS_GRACE_SECONDS:
                 StressRun.objects.filter(pk=run.pk).update(status=TestOutcome.FAILED, finished_at=timezone.now(),
                                                            missed=["a shard never reported back"])
                 return fail(f"Only {len(done_shards)} of {run.plan['shards']} stress shards reported back in time.")
@@ -466,8 +516,12 @@ def _finish(promotion: Promotion, step: PromotionStep) -> Outcome:
                          target=promotion.production_endpoint,
                          summary=f"{promotion.version} now serves {promotion.production_endpoint.name} "
                                  f"({promotion})")
+    runs_stop(promotion_ids=[promotion.pk])
+    served_before = any(promotion.previous_traffic.values()) if promotion.previous_traffic else False
     return done(f"{promotion.version} serves {promotion.production_endpoint.name} as "
-                f"{promotion.production_deployment.name}; the previous deployment stays for rollback.")
+                f"{promotion.production_deployment.name}" + (
+                    "; the previous deployment stays for rollback." if served_before else
+                    "; it is the endpoint's first deployment, so there is nothing to roll back to yet."))
 
 
 HANDLERS = {

@@ -52,6 +52,7 @@ def promotion_detail(request, pk):
     live = request.htmx and request.htmx.target == "promotion-live"
     context = (selectors.promotion_progress if live else selectors.promotion_evidence)(promotion=promotion)
     context["decision_form"] = DecisionForm()
+    context["may_cancel"] = promotion.is_active and request.user.has_perm("deployments.add_promotion")
     context["may_decide"] = (promotion.state == Promotion.State.AWAITING_APPROVAL
                              and request.user.has_perm("deployments.approve_promotion")
                              and request.user.pk != promotion.requested_by_id)
@@ -80,4 +81,17 @@ def promotion_decide(request, pk):
         messages.error(request, in_words(exc))
         return redirect(promotion)
     messages.success(request, f"{'Approved' if form.cleaned_data['decision'] == 'approve' else 'Rejected'} {promotion}.")
+    return redirect(promotion)
+
+
+@require_POST
+@permission_required("deployments.add_promotion", raise_exception=True)
+def promotion_cancel(request, pk):
+    promotion = get_object_or_404(Promotion, pk=pk)
+    try:
+        services.promotion_cancel(promotion=promotion, actor=request.user, reason=request.POST.get("reason", ""))
+    except ValidationError as exc:
+        messages.error(request, in_words(exc))
+    else:
+        messages.success(request, f"Canceled {promotion}: production traffic is back as it was before it.")
     return redirect(promotion)

@@ -60,6 +60,10 @@ def functional_run(*, deployment: Deployment, promotion=None, through_endpoint_u
                    purpose: str = "Functional tests") -> FunctionalTestRun:
     """Send every enabled case of the deployment's model through the endpoint URL to this deployment."""
     cases = list(FunctionalTestCase.objects.filter(model=deployment.model_version.model, enabled=True))
+    if promotion is not None:  # the same check run again after a worker died in it: the old one is over
+        FunctionalTestRun.objects.filter(promotion=promotion, deployment=deployment, purpose=purpose,
+                                         status=TestOutcome.RUNNING).update(status=TestOutcome.STOPPED,
+                                                                            finished_at=timezone.now())
     run = FunctionalTestRun.objects.create(deployment=deployment, promotion=promotion, purpose=purpose)
     timeout = deployment.serving_settings.get("request_timeout_ms", 60_000) / 1000 + 5
     try:
