@@ -100,3 +100,14 @@ class ModelEditForm(forms.ModelForm):
         model = RegisteredModel
         fields = ["description", "key_metric", "key_metric_goal"]
         widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+
+    def clean_key_metric(self):
+        """A model with versions charts a metric they report: a typo would chart "No data yet" for good."""
+        metric = self.cleaned_data["key_metric"]
+        reported = set()
+        for metrics in self.instance.versions.values_list("metrics", flat=True):
+            reported.update(metrics or {})
+        if reported and metric not in reported:
+            raise forms.ValidationError(f"No version of {self.instance.name} reports {metric!r}; its versions "
+                                        f"report {', '.join(sorted(reported))}.")
+        return metric

@@ -307,3 +307,16 @@ def test_download_needs_login(client, engineer):
     make_model(engineer, versions=1)
     url = reverse("models_registry:version_download", args=["churn", 1, "model.bin"])
     assert client.get(url).status_code == 302
+
+
+def test_key_metric_must_be_one_its_versions_report(engineer_client, engineer):
+    model = make_model(engineer, versions=2)
+    url = reverse("models_registry:model_edit", args=[model.name])
+    response = engineer_client.post(url, {"description": "x", "key_metric": "scroe", "key_metric_goal": "max"})
+    body = response.content.decode()
+    assert response.status_code == 200 and "No version of churn reports &#x27;scroe&#x27;" in body
+    assert "its versions report other, score" in body
+    model.refresh_from_db()
+    assert model.key_metric == "score" and model.description == "churn model"
+    assert engineer_client.post(url, {"description": "x", "key_metric": "other", "key_metric_goal": "max"}
+                                ).status_code == 302
