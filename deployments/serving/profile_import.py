@@ -62,6 +62,8 @@ class _BoundedLoader(yaml.SafeLoader):
             self._refuse(event.start_mark, f"more than {MAX_NODES} values; a deployment config is far smaller")
         if isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_SCALAR_CHARS:
             self._refuse(event.start_mark, f"a value longer than {MAX_SCALAR_CHARS} characters")
+        if isinstance(event, yaml.ScalarEvent) and "\x00" in event.value:  # written "\0": no database stores it
+            self._refuse(event.start_mark, "a NUL character (\\0) in a value")
         self._depth += 1
         if self._depth > MAX_DEPTH:
             self._refuse(event.start_mark, f"nested more than {MAX_DEPTH} levels deep")
@@ -82,8 +84,9 @@ _BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct
 
 def _tree(text: str):
     """The YAML as plain values plus a line number for every key path. Composed once, within the bounds above."""
-    loader = _BoundedLoader(text)
+    loader = None
     try:
+        loader = _BoundedLoader(text)  # its reader refuses control characters at once
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
@@ -92,7 +95,8 @@ def _tree(text: str):
         problem = getattr(exc, "problem", None) or str(exc)
         raise ProfileImportError(f"Not valid YAML — {where}{problem[:200]}.") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if not isinstance(data, dict):
         raise ProfileImportError("The YAML must be a mapping of settings (key: value), not a list or a single value.")
     lines: dict[str, int] = {}

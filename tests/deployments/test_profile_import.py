@@ -149,6 +149,8 @@ HOSTILE = [
     ("computeType: AKS\nx: " + "[" * 1200 + "]" * 1200 + "\n", "nested more than 20 levels deep"),
     ("computeType: AKS\nx: " + "{a: " * 1200 + "1" + "}" * 1200 + "\n", "nested more than 20 levels deep"),
     ("computeType: '" + "A" * 1500 + "'\n", "must be AKS or ACI, not 'AAAA"),
+    ('computeType: AKS\n"\\0": 1\n', "line 2, column 1: a NUL character"),  # found by tests/test_fuzz.py
+    ("\x1b", "Not valid YAML — "),  # a control character: the reader refuses it (found by the fuzz test too)
 ]
 
 
