@@ -77,7 +77,7 @@ class PromotionStep(models.Model):
 
     OPEN = (Status.PENDING, Status.RUNNING, Status.WAITING)
 
-    promotion = models.ForeignKey(Promotion, on_delete=models.CASCADE, related_name="steps")
+    promotion = models.ForeignKey(Promotion, on_delete=models.PROTECT, related_name="steps")
     position = models.PositiveSmallIntegerField()
     kind = models.CharField(max_length=30)
     percent = models.PositiveSmallIntegerField(

@@ -118,8 +118,8 @@ class TestOutcome(models.TextChoices):
 
 
 class FunctionalTestRun(models.Model):
-    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="functional_runs")
-    promotion = models.ForeignKey("Promotion", null=True, blank=True, on_delete=models.CASCADE,
+    deployment = models.ForeignKey(Deployment, on_delete=models.PROTECT, related_name="functional_runs")
+    promotion = models.ForeignKey("Promotion", null=True, blank=True, on_delete=models.PROTECT,
                                   related_name="functional_runs")
     purpose = models.CharField(max_length=80, default="Functional tests",
                                help_text="What the run was for: the functional tests, or a smoke check at a traffic step.")
@@ -137,8 +137,8 @@ class FunctionalTestRun(models.Model):
 
 
 class StressRun(models.Model):
-    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="stress_runs")
-    promotion = models.ForeignKey("Promotion", null=True, blank=True, on_delete=models.CASCADE,
+    deployment = models.ForeignKey(Deployment, on_delete=models.PROTECT, related_name="stress_runs")
+    promotion = models.ForeignKey("Promotion", null=True, blank=True, on_delete=models.PROTECT,
                                   related_name="stress_runs")
     plan = models.JSONField(help_text="The profile's settings and thresholds as run.")
     status = models.CharField(max_length=10, choices=TestOutcome.choices, default=TestOutcome.RUNNING)

@@ -195,8 +195,9 @@ def promotion_advance(*, promotion_id: int) -> float | None:
         except Exception as exc:  # a bug or an unforeseen failure: run the step again a few times, then stop
             log.exception("step %s of %s broke", step.kind, promotion)
             return _broke(promotion, step, f"{exc.__class__.__name__}: {in_words(exc)}")
-        if not Promotion.objects.filter(pk=promotion_id, state=State.RUNNING).exists():
-            # Canceled (or failed) while the step ran: what the step made meanwhile goes too; nothing more runs.
+        if Promotion.objects.filter(pk=promotion_id, state__in=[State.CANCELED, State.FAILED]).exists():
+            # Canceled (or failed by beat's resume check) while the step ran: what the step made meanwhile goes too,
+            # and nothing more runs. (The last step ends the promotion itself, as succeeded: nothing to undo then.)
             _clean_up_now_or_later(Promotion.objects.select_related("production_endpoint").get(pk=promotion_id))
             return None
         return _record(promotion, step, outcome)

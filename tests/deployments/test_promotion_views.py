@@ -1,5 +1,6 @@
 """Promotion pages: who may promote, approve and roll back; evidence shown; bad input changes nothing."""
 import pytest
+from django.db.models import ProtectedError
 from django.urls import reverse
 
 from deployments.models import (
@@ -249,3 +250,19 @@ def test_stress_results_are_compared_with_the_last_passed_run_of_the_model(manag
     assert "a different load from this one" in manager_client.get(promotion.get_absolute_url()).content.decode()
     StressRun.objects.exclude(deployment__name="this").delete()
     assert 'data-testid="stress-comparison"' not in manager_client.get(promotion.get_absolute_url()).content.decode()
+
+
+def test_deleting_an_endpoint_or_deployment_cannot_cascade_a_promotions_evidence_away(admin_client_, engineer, world):
+    promotion = awaiting(world, engineer)
+    staging = world[0]
+    deployment = Deployment.objects.create(endpoint=staging, name="p1", model_version=promotion.version,
+                                           status="deleted")
+    FunctionalTestRun.objects.create(deployment=deployment, promotion=promotion, status="passed")
+    StressRun.objects.create(deployment=deployment, promotion=promotion, status="passed", plan={})
+    for row in (staging, deployment, promotion):
+        with pytest.raises(ProtectedError):
+            type(row).objects.filter(pk=row.pk).delete()
+    admin_client_.post(reverse("admin:deployments_endpoint_delete", args=[staging.pk]), {"post": "yes"})
+    assert FunctionalTestRun.objects.filter(promotion=promotion).count() == 1
+    assert StressRun.objects.filter(promotion=promotion).count() == 1
+    assert PromotionStep.objects.filter(promotion=promotion).count() == 1
