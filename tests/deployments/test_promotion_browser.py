@@ -41,6 +41,12 @@ def test_promote_approve_done_with_screenshots(live_server, worker, router, engi
     page.wait_for_selector("[data-testid=promotion-state]:has-text('Awaiting approval')", timeout=120_000)
     assert page.locator("[data-testid=decision-form]").count() == 0  # the requester cannot approve
     page.screenshot(path=str(ARTIFACTS / "promotion-awaiting.png"), full_page=True)
+    assert page.locator("[data-testid=cancel-form] input[name=reason]").is_visible()  # the requester may cancel
+    size = page.viewport_size
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: the form and the timeline still fit
+    page.screenshot(path=str(ARTIFACTS / "promotion-awaiting-390.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size(size)
     promotion_url = page.url
 
     page.click("button:has-text('Sign out')")
