@@ -454,6 +454,9 @@ def deployments_reconcile() -> list[int]:
     return restarted
 
 
+ROUTER_START_SECONDS = 15  # a router up for less than this is left to finish starting
+
+
 def router_answers(timeout: float = 3) -> bool:
     try:
         return requests.get(settings.MLOPS_ROUTER_URL.rstrip("/") + "/", timeout=timeout).status_code == 200
@@ -467,12 +470,16 @@ def router_check() -> bool:
     if router_answers():
         return True
     try:
-        supervision.program_kill("router")
+        # A router that supervisord (re)started moments ago is still loading: give it ROUTER_START_SECONDS.
+        killed = supervision.program_kill("router", up_for=ROUTER_START_SECONDS)
     except supervision.NotSupervised as exc:
         log.warning("the endpoint router at %s does not answer, and cannot be restarted from here: %s",
                     settings.MLOPS_ROUTER_URL, exc)
         return False
-    log.error("the endpoint router at %s did not answer; had supervisord restart it", settings.MLOPS_ROUTER_URL)
+    if killed:
+        log.error("the endpoint router at %s did not answer; had supervisord restart it", settings.MLOPS_ROUTER_URL)
+    else:
+        log.warning("the endpoint router at %s does not answer yet; it is starting", settings.MLOPS_ROUTER_URL)
     return False
 
 

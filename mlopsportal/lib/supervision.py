@@ -32,10 +32,16 @@ def _proxy():
     return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
 
 
-def program_kill(name: str) -> None:
-    """SIGKILL a program so that supervisord starts it again at once (it restarts whatever exits). Used on a process
-    that is alive but does not answer: one that is hung would not act on a polite SIGTERM."""
+def program_kill(name: str, *, up_for: float) -> bool:
+    """SIGKILL a program so that supervisord starts it again at once (it restarts whatever exits), if it has been
+    RUNNING for `up_for` seconds: one still starting (or just restarted) is left to come up. Used on a process that
+    is alive but does not answer: one that is hung would not act on a polite SIGTERM. Returns whether it was killed."""
     try:
-        _proxy().supervisor.signalProcess(name, "KILL")
-    except (OSError, xmlrpc.client.Error) as exc:
+        supervisor = _proxy().supervisor
+        info = supervisor.getProcessInfo(name)
+        if info["statename"] != "RUNNING" or info["now"] - info["start"] < up_for:
+            return False
+        supervisor.signalProcess(name, "KILL")
+        return True
+    except (OSError, xmlrpc.client.Error, KeyError) as exc:
         raise NotSupervised(f"supervisord did not take the restart of {name}: {exc}") from exc
