@@ -262,16 +262,8 @@ def test_failed_smoke_check_during_rollout_restores_production(router, worker, e
     assert any("traffic restored: blue 100%, green 0%" in s for s in prod_audit(prod))
 
 
-def test_missing_stress_shard_is_queued_again_once_then_fails_the_step(engineer, setup, titanic_outputs, settings,
-                                                                       monkeypatch):
-    """A worker died holding a shard: past the planned time the shard is queued again, once; if it still does not
-    report back, the stress step fails saying so. Driven step by step, with the clock moved by hand."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from deployments.models import StressShard
-
+def at_the_stress_step(engineer, setup, titanic_outputs):
+    """A promotion whose stress step is running against a staging deployment, for driving the step by hand."""
     staging, prod = setup
     v1 = make_version(engineer, titanic_outputs)
     stress = add_checks(v1.model)
@@ -282,6 +274,20 @@ def test_missing_stress_shard_is_queued_again_once_then_fails_the_step(engineer,
                                          stress_profile=stress, staging_deployment=deployment)
     step = PromotionStep.objects.create(promotion=promotion, position=0, kind="stress", label="stress",
                                         status="running")
+    return promotion, step
+
+
+def test_missing_stress_shard_is_queued_again_once_then_fails_the_step(engineer, setup, titanic_outputs, settings,
+                                                                       monkeypatch):
+    """A worker died holding a shard: past the planned time the shard is queued again, once; if it still does not
+    report back, the stress step fails saying so. Driven step by step, with the clock moved by hand."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from deployments.models import StressShard
+
+    promotion, step = at_the_stress_step(engineer, setup, titanic_outputs)
     queued = []
     monkeypatch.setattr(promotions, "enqueue", lambda name, *args: queued.append(args))
     settings.MLOPS_STRESS_REQUEUE_SECONDS, settings.MLOPS_STRESS_GRACE_SECONDS = 30, 120
@@ -325,16 +331,7 @@ def test_a_shard_queued_again_after_a_long_worker_outage_is_waited_for(engineer,
 
     from deployments.models import StressShard
 
-    staging, prod = setup
-    v1 = make_version(engineer, titanic_outputs)
-    stress = add_checks(v1.model)
-    deployment = Deployment.objects.create(endpoint=staging, name="promo-x", model_version=v1, status="healthy",
-                                           scoring_url="http://127.0.0.1:9/score")
-    promotion = Promotion.objects.create(version=v1, production_endpoint=prod, staging_endpoint=staging,
-                                         requested_by=engineer, approval_required=False, traffic_steps=[100],
-                                         stress_profile=stress, staging_deployment=deployment)
-    step = PromotionStep.objects.create(promotion=promotion, position=0, kind="stress", label="stress",
-                                        status="running")
+    promotion, step = at_the_stress_step(engineer, setup, titanic_outputs)
     monkeypatch.setattr(promotions, "enqueue", lambda name, *args: None)
     settings.MLOPS_STRESS_REQUEUE_SECONDS, settings.MLOPS_STRESS_GRACE_SECONDS = 30, 120
     promotions._stress(promotion, step)

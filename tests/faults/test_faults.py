@@ -16,12 +16,11 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-import psutil
 import psycopg
 import pytest
 import requests
 
-from mlopsportal.backends.local.backend import SERVER_MARKERS
+from mlopsportal.backends.local import LocalBackend
 from tests.conftest import ROOT
 
 from .conftest import RESULTS
@@ -109,20 +108,10 @@ class Portal:
         except (requests.RequestException, ValueError):
             return False
 
-    def servers(self) -> dict[str, int]:
-        """Inference servers running from this portal's data folder: folder (relative) -> process group."""
-        found = {}
-        for process in psutil.process_iter(["pid", "cmdline"]):
-            cmdline = process.info["cmdline"] or []
-            if any(m in part for part in cmdline for m in SERVER_MARKERS) and "--dir" in cmdline:
-                folder = Path(cmdline[cmdline.index("--dir") + 1]).resolve()
-                if folder.is_relative_to(self.data.resolve()):
-                    try:
-                        found.setdefault(folder.relative_to(self.data.resolve() / "artifacts").as_posix(),
-                                         os.getpgid(process.info["pid"]))
-                    except (ValueError, ProcessLookupError):
-                        pass
-        return found
+    def servers(self) -> dict[str, tuple[int, int]]:
+        """Inference servers running from this portal's artifacts, read off the processes as its backend does:
+        folder (relative) -> (process group, port)."""
+        return LocalBackend(self.data / "artifacts")._servers()
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -131,7 +120,7 @@ class Portal:
                 self.process.wait(60)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
-        for group in self.servers().values():  # deployment servers outlive the portal on purpose
+        for group, _ in self.servers().values():  # deployment servers outlive the portal on purpose
             try:
                 os.killpg(group, signal.SIGKILL)
             except ProcessLookupError:
