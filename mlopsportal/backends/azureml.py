@@ -70,6 +70,7 @@ TRANSPORT = {"connection_timeout": 10, "read_timeout": 60}
 # A Retry-After up to this long is waited out in the call; a longer one goes back to the caller, whose task is
 # rescheduled for then (a worker does not sleep through Azure's throttling).
 MAX_INLINE_RETRY_AFTER = 10
+MAX_MESSAGE_CHARS = 2000  # of the service's words kept in a BackendError
 SIGN_IN_HINT = ("Sign in on the machine that runs the portal with `az login`, or set AZURE_TENANT_ID, "
                 "AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or run it with a managed identity.")
 
@@ -147,11 +148,25 @@ def translate(exc: BaseException, doing: str) -> BackendError:
 
 
 def _service_message(exc) -> str:
+    """The service's message and, after it, the messages of its `details[]`: Azure ML often says only "The request
+    is invalid." at the top and the reason in a detail."""
     error = getattr(exc, "error", None)
     if error is not None and getattr(error, "message", None):
-        return error.message
+        words = [error.message.strip()]
+        _detail_messages(error, words)
+        return " — ".join(words)[:MAX_MESSAGE_CHARS]
     message = str(getattr(exc, "message", "") or exc)
     return message.split("\n", 1)[0].removeprefix("(None) ").strip() or type(exc).__name__
+
+
+def _detail_messages(error, words: list[str], depth: int = 0) -> None:
+    """Each detail's message (its code when it has none), depth first, once each."""
+    for detail in (getattr(error, "details", None) or [])[:10]:
+        message = (getattr(detail, "message", None) or getattr(detail, "code", None) or "").strip()
+        if message and message not in words:
+            words.append(message)
+        if depth < 3:
+            _detail_messages(detail, words, depth + 1)
 
 
 def _retry_after(exc) -> float | None:
@@ -506,6 +521,7 @@ class AzureMLBackend(MLBackend):
     def _deployment_entity(self, config, ref: dict):
         from azure.ai.ml.entities import (
             CodeConfiguration,
+            DefaultScaleSettings,
             KubernetesOnlineDeployment,
             ManagedOnlineDeployment,
             OnlineRequestSettings,
@@ -527,7 +543,8 @@ class AzureMLBackend(MLBackend):
         if ref["kind"] == "managed":
             return ManagedOnlineDeployment(instance_type=config.managed_instance_type, **common)
         cpu, memory = f"{s['cpu_request']:g}", f"{s['memory_request_gb']:g}Gi"
-        scale = None
+        # Sent either way: with no scaleSettings Azure makes a Kubernetes deployment autoscale (TargetUtilization).
+        scale = DefaultScaleSettings()
         if s["autoscale_enabled"]:
             scale = TargetUtilizationScaleSettings(min_instances=s["min_instances"], max_instances=s["max_instances"],
                                                    target_utilization_percentage=s["target_utilization"])

@@ -271,3 +271,38 @@ def test_deployment_that_never_becomes_healthy_times_out_and_is_removed(azure, e
     assert endpoint_put.body["properties"]["compute"].endswith("/computes/aks-prod")
     put = azure.find("PUT", r"/onlineEndpoints/titanic-staging/deployments/blue$")[0]
     assert put.body["properties"]["endpointComputeType"] == "Kubernetes"
+
+
+def test_azure_reasons_in_error_details_are_shown(azure, admin_user):
+    """Azure ML says "The request is invalid." at the top and the reason in details[] (azure-sdk-for-python#35109)."""
+    azure.inject("GET", r"/workspaces/ws-test$", 400, body={"error": {
+        "code": "UserError", "message": "The request is invalid.",
+        "details": [{"code": "Conflict", "message": "OnlineEndpoint titanic-prod already exists in cluster aks-prod.",
+                     "details": [{"code": "Inner", "message": "Pick another endpoint name."}]}]}})
+    workspace = workspace_connection_test(actor=admin_user)
+    failed = workspace.check_results[-1]
+    assert failed["check"] == "Workspace" and not failed["ok"]
+    assert "The request is invalid. — OnlineEndpoint titanic-prod already exists in cluster aks-prod. — Pick " \
+           "another endpoint name." in failed["message"]
+
+
+@pytest.fixture
+def fixed_profile(db):
+    """The seed's replicas without autoscale: 3 fixed instances."""
+    return DeploymentProfile.objects.create(
+        name="aks-fixed", instance_count=3, autoscale_enabled=False, cpu_request=0.5, memory_request_gb=1,
+        request_timeout_ms=60000, max_concurrent_requests_per_instance=2)
+
+
+def test_fixed_kubernetes_deployment_says_default_scale(azure, engineer, fixed_profile):
+    """With no scaleSettings Azure autoscales a Kubernetes deployment; a fixed profile must say Default."""
+    backend = get_backend("azureml")
+    version = version_on_azure(engineer, backend, job_name="job-fixed")
+    prod = services.endpoint_create(name="titanic-prod", stage="production", profile=fixed_profile, actor=engineer)
+    blue = poll_until_settled(start(prod, version, "blue", engineer))
+    assert blue.status == Deployment.Status.HEALTHY, blue.error
+    put = azure.find("PUT", r"/onlineEndpoints/titanic-prod/deployments/blue$")[0]
+    assert put.body["properties"]["scaleSettings"] == {"scaleType": "Default"}
+    assert put.body["sku"]["capacity"] == 3
+    reported = azure.workspace.deployments[("titanic-prod", "blue")]["properties"]["scaleSettings"]
+    assert reported["scaleType"] == "Default"

@@ -28,6 +28,12 @@ def system_data(created: float, modified: float | None = None) -> dict:
 
 
 def error(status: int, code: str, message: str):
+    """The service's error body. A request Azure ML refuses as invalid says only "The request is invalid." at the top;
+    the reason is in `details[]` (as the real service does, Azure/azure-sdk-for-python#35109)."""
+    if status == 400 and code in ("BadArgument", "UserError"):
+        return status, {}, {"error": {"code": "UserError", "message": "The request is invalid.",
+                                      "details": [{"code": code, "message": message}],
+                                      "innerError": {"code": code}}}
     return status, {}, {"error": {"code": code, "message": message}}
 
 

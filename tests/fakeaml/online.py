@@ -155,7 +155,12 @@ class OnlineServing:
             return error(400, "BadArgument", str(exc))
         if not script or not (code / script).is_file():
             return error(400, "BadArgument", f"Scoring script '{script}' is not in the code asset.")
-        props.setdefault("scaleSettings", {"scaleType": "Default"})
+        if not props.get("scaleSettings"):
+            # The REST model: "If it is null or not provided, it defaults to TargetUtilizationScaleSettings for
+            # KubernetesOnlineDeployment and to DefaultScaleSettings for ManagedOnlineDeployment."
+            props["scaleSettings"] = {"scaleType": "TargetUtilization", "minInstances": 1, "maxInstances": 1,
+                                      "targetUtilizationPercentage": 70, "pollingInterval": "PT1S"} \
+                if kind == "Kubernetes" else {"scaleType": "Default"}
         props.setdefault("requestSettings", {})
         props["requestSettings"] = {"requestTimeout": "PT5S", "maxConcurrentRequestsPerInstance": 1,
                                     "maxQueueWait": "PT0.5S", **props["requestSettings"]}
