@@ -76,7 +76,7 @@ def test_test_connection_names_what_is_missing(admin_client_):
     workspace = AzureMLWorkspace.load()
     assert not workspace.check_ok
     assert workspace.check_results == [{"check": "Settings", "ok": False,
-                                        "message": "Missing: workspace name, training cluster."}]
+                                        "message": "Missing: workspace name, training cluster.", "facts": {}}]
     assert b"Missing: workspace name, training cluster." in admin_client_.get(URL).content
 
 

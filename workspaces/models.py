@@ -38,6 +38,11 @@ class AzureMLWorkspace(models.Model):
                                   help_text="Where staging endpoints are created.")
     managed_instance_type = models.CharField(max_length=64, default="Standard_DS3_v2",
                                              help_text="VM size of managed (staging) deployments.")
+    default_instance_type = models.CharField(
+        max_length=63, blank=True, validators=[RegexValidator(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", (
+            "An instance type is a Kubernetes name: lower-case letters, digits and '-'."))],
+        help_text="The AKS cluster's instance type for Kubernetes deployments whose profile names none (blank: "
+                  "the cluster's default, defaultinstancetype, limited to 2 CPU and 2 GiB on a new cluster).")
     training_environment = models.CharField(
         max_length=200, default="azureml:AzureML-sklearn-1.5@latest",
         help_text="Environment of training jobs: azureml:NAME:VERSION or azureml:NAME@latest (curated or your own).")
@@ -79,4 +84,14 @@ class AzureMLWorkspace(models.Model):
             subscription_id=self.subscription_id, resource_group=self.resource_group,
             workspace_name=self.workspace_name, aks_compute=self.aks_compute, training_cluster=self.training_cluster,
             staging_on=self.staging_on, managed_instance_type=self.managed_instance_type,
-            training_environment=self.training_environment, inference_environment=self.inference_environment)
+            training_environment=self.training_environment, inference_environment=self.inference_environment,
+            default_instance_type=self.default_instance_type, **self.cluster_facts())
+
+    def cluster_facts(self) -> dict:
+        """The AKS compute's instance types and default, as the last "Test connection" read them."""
+        for result in self.check_results or []:
+            if result.get("check") == "AKS compute" and result.get("facts"):
+                facts = result["facts"]
+                return {"instance_types": facts.get("instance_types") or {},
+                        "cluster_default_instance_type": facts.get("default_instance_type") or ""}
+        return {}

@@ -14,7 +14,7 @@ from mlopsportal.backends.azureml import AzureMLConfig
 from .models import AzureMLWorkspace
 
 FIELDS = ["subscription_id", "resource_group", "workspace_name", "aks_compute", "training_cluster", "staging_on",
-          "managed_instance_type", "training_environment", "inference_environment"]
+          "managed_instance_type", "default_instance_type", "training_environment", "inference_environment"]
 
 
 def azureml_config() -> AzureMLConfig:

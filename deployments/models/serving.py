@@ -35,13 +35,27 @@ class DeploymentProfile(models.Model):
         default=70, validators=[MinValueValidator(1), MaxValueValidator(100)], help_text="Percent CPU to scale at.")
     cpu_request = models.DecimalField(max_digits=5, decimal_places=2, default=0.5,
                                       validators=[MinValueValidator(0.01), MaxValueValidator(64)], help_text="Cores.")
-    memory_request_gb = models.DecimalField(max_digits=6, decimal_places=2, default=1,
-                                            validators=[MinValueValidator(0.1), MaxValueValidator(512)])
+    memory_request_gb = models.DecimalField(
+        "memory request (GB)", max_digits=6, decimal_places=2, default=1,
+        validators=[MinValueValidator(0.1), MaxValueValidator(512)],
+        help_text="Gigabytes (10⁹ bytes; 1 GiB is 1.07 GB), as v1's memoryInGB.")
     request_timeout_ms = models.PositiveIntegerField(
         default=60_000, validators=[MinValueValidator(100), MaxValueValidator(300_000)],
         help_text="Scoring timeout per request, 100 ms to 300,000 ms.")
     max_concurrent_requests_per_instance = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(1000)])
+    max_queue_wait_ms = models.PositiveIntegerField(
+        "max queue wait (ms)", default=500, validators=[MinValueValidator(1), MaxValueValidator(3_600_000)],
+        help_text="How long a request may wait for a free replica on Kubernetes (Azure's default: 500 ms; the seed "
+                  "waits 180,000). Managed endpoints ignore it.")
+    polling_interval_seconds = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(3600)],
+        help_text="With autoscale: how often utilization is checked (v1 refreshPeriodInSeconds).")
+    kubernetes_instance_type = models.CharField(
+        max_length=63, blank=True, validators=[RegexValidator(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", (
+            "An instance type is a Kubernetes name: lower-case letters, digits and '-'."))],
+        help_text="The AKS cluster's instance type Kubernetes deployments run on (blank: the workspace's default). "
+                  "CPU and memory must fit within its limits. Managed deployments use the workspace's VM size.")
     auth_enabled = models.BooleanField(default=True, help_text="Callers must send the endpoint's key.")
     updated_at = models.DateTimeField(auto_now=True)
     # Every save is a revision (who, when), to compare and revert in Django admin.
@@ -72,7 +86,8 @@ class DeploymentProfile(models.Model):
             "target_utilization": self.target_utilization, "cpu_request": float(self.cpu_request),
             "memory_request_gb": float(self.memory_request_gb), "request_timeout_ms": self.request_timeout_ms,
             "max_concurrent_requests_per_instance": self.max_concurrent_requests_per_instance,
-            "auth_enabled": self.auth_enabled,
+            "max_queue_wait_ms": self.max_queue_wait_ms, "polling_interval_seconds": self.polling_interval_seconds,
+            "instance_type": self.kubernetes_instance_type, "auth_enabled": self.auth_enabled,
         }
 
 

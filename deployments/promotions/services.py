@@ -85,6 +85,9 @@ def promotion_start(*, version, production_endpoint: Endpoint, staging_endpoint:
         errors.append(f"{staging_endpoint.name} is not a staging endpoint.")
     if stress_profile is not None and stress_profile.model_id != version.model_id:
         errors.append(f"Stress profile {stress_profile.name} belongs to another model.")
+    if not errors:  # what the platform would refuse later, refused now
+        errors += serving.endpoint_profile_problems(staging_endpoint)
+        errors += serving.endpoint_profile_problems(production_endpoint)
     if errors:
         raise ValidationError(errors)
     steps = [("validate", "Validate"), ("deploy_staging", f"Deploy to {staging_endpoint.name}"),

@@ -21,6 +21,7 @@ class ImportResult:
     source: str  # "Azure ML v1 AKS config", ...
     fields: dict = field(default_factory=dict)  # DeploymentProfile field -> value
     not_imported: list[str] = field(default_factory=list)  # what has no place in a v2 profile, and why
+    defaults: list[str] = field(default_factory=list)  # settings the file leaves out, given the source's default
 
 
 # A deployment config is a few dozen settings. These bounds refuse, before any expansion, what only an attack needs:
@@ -190,38 +191,86 @@ def _cpu(path, value):
     return value
 
 
-def _memory_gb(path, value):
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(Gi|Mi|G|M)?\s*", value)
-        if not match:
-            raise ProfileImportError(f"{path}: {excerpt(value)} is not a memory amount (e.g. 1, \"1Gi\" or \"512Mi\").")
-        number, unit = float(match.group(1)), match.group(2) or "G"
-        return number / 1024 if unit == "Mi" else number / 1000 if unit == "M" else number
-    return value
+MEMORY_BYTES = {"": 1, "k": 10 ** 3, "K": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "T": 10 ** 12, "Ki": 1024,
+                "Mi": 1024 ** 2, "Gi": 1024 ** 3, "Ti": 1024 ** 4}
+
+
+def _memory_in_gb(*, bare_unit: str):
+    """A converter of memory amounts to GB (10^9 bytes, the profile's unit). Kubernetes units are honoured (1Gi is
+    1.07 GB); a bare number is in `bare_unit`: GB for v1's memoryInGB, bytes for v2 (a Kubernetes quantity)."""
+    def convert(path, value):
+        if isinstance(value, bool):
+            return value  # refused by number()
+        text = str(value).strip() if isinstance(value, (str, int, float)) else None
+        match = re.fullmatch(r"(\d+(?:\.\d+)?|\.\d+)\s*([kKMGT]i?)?", text or "")
+        if not match or (match.group(2) or "") not in MEMORY_BYTES:
+            if isinstance(value, str):
+                raise ProfileImportError(f"{path}: {excerpt(value)} is not a memory amount (e.g. \"1G\", \"1Gi\" or "
+                                         f"\"512Mi\").")
+            return value  # refused by number() with its own words
+        number, unit = float(match.group(1)), match.group(2) or ""
+        if not unit:
+            return number if bare_unit == "GB" else round(number / 10 ** 9, 2)
+        return round(number * MEMORY_BYTES[unit] / 10 ** 9, 2)
+    return convert
+
+
+# Azure ML v1's defaults for an AKS web service (azureml-core AksWebservice.deploy_configuration): what a config that
+# leaves a setting out gets. Autoscale is on unless numReplicas is given.
+V1_AKS_DEFAULTS = {
+    "min_instances": ("autoScaler.minReplicas", 1), "max_instances": ("autoScaler.maxReplicas", 10),
+    "target_utilization": ("autoScaler.targetUtilization", 70),
+    "polling_interval_seconds": ("autoScaler.refreshPeriodInSeconds", 1),
+    "cpu_request": ("containerResourceRequirements.cpu", 0.1),
+    "memory_request_gb": ("containerResourceRequirements.memoryInGB", 0.5),
+    "request_timeout_ms": ("scoringTimeoutMs", 60_000),
+    "max_concurrent_requests_per_instance": ("maxConcurrentRequestsPerContainer", 1),
+    "max_queue_wait_ms": ("maxQueueWaitMs", 500), "auth_enabled": ("authEnabled", True),
+}
+V1_ACI_DEFAULTS = {"cpu_request": ("containerResourceRequirements.cpu", 0.1),
+                   "memory_request_gb": ("containerResourceRequirements.memoryInGB", 0.5),
+                   "auth_enabled": ("authEnabled", False)}
 
 
 def _v1(reader: _Reader, kind: str) -> None:
     r = reader
+    replicas = r.number("numReplicas", integer=True)
     autoscale = r.boolean("autoScaler.autoscaleEnabled")
+    if autoscale is None and kind == "AKS":
+        autoscale = replicas is None  # v1: autoscale unless a fixed replica count is given
+        r.result.defaults.append(f"autoScaler.autoscaleEnabled: {str(autoscale).lower()} "
+                                 f"(v1's default {'with' if replicas is not None else 'without'} numReplicas)")
     r.set("autoscale_enabled", autoscale)
     r.set("min_instances", r.number("autoScaler.minReplicas", integer=True))
     r.set("max_instances", r.number("autoScaler.maxReplicas", integer=True))
     r.set("target_utilization", r.number("autoScaler.targetUtilization", integer=True))
-    replicas = r.number("numReplicas", integer=True)
-    if replicas is not None:
-        r.set("instance_count", replicas)
-    elif autoscale and "min_instances" in r.result.fields:
-        r.set("instance_count", r.result.fields["min_instances"])  # v2 starts an autoscaled deployment at its minimum
+    r.set("polling_interval_seconds", r.number("autoScaler.refreshPeriodInSeconds", integer=True))
     r.set("cpu_request", r.number("containerResourceRequirements.cpu"))
-    r.set("memory_request_gb", r.number("containerResourceRequirements.memoryInGB"))
+    r.set("memory_request_gb", r.number("containerResourceRequirements.memoryInGB",
+                                        convert=_memory_in_gb(bare_unit="GB")))
     r.set("auth_enabled", r.boolean("authEnabled"))
     r.set("request_timeout_ms", r.number("scoringTimeoutMs", integer=True))
     r.set("max_concurrent_requests_per_instance", r.number("maxConcurrentRequestsPerContainer", integer=True))
+    r.set("max_queue_wait_ms", r.number("maxQueueWaitMs", integer=True))
+    for name, (path, default) in (V1_AKS_DEFAULTS if kind == "AKS" else V1_ACI_DEFAULTS).items():
+        if name in ("min_instances", "max_instances", "target_utilization", "polling_interval_seconds") \
+                and not autoscale:
+            continue
+        if name not in r.result.fields:
+            r.set(name, default)
+            r.result.defaults.append(f"{path}: {str(default).lower() if isinstance(default, bool) else default} "
+                                     f"(v1's default)")
+    if replicas is not None:
+        r.set("instance_count", replicas)
+    elif autoscale:
+        r.set("instance_count", r.result.fields["min_instances"])  # v2 starts an autoscaled deployment at its minimum
     r.get("computeType")
-    r.report("autoScaler.refreshPeriodInSeconds", "v2's scale_settings.polling_interval; profiles keep Azure's default")
-    r.report("maxQueueWaitMs", "no v2 counterpart (online deployments have no request queue wait setting)")
     r.report("appInsightsEnabled", "a per-deployment v2 setting (app_insights_enabled), not part of a profile")
-    r.report("sslEnabled", "no v2 counterpart: online endpoints always serve HTTPS")
+    if kind == "AKS":
+        r.report("sslEnabled", "on Kubernetes endpoints TLS is the Azure ML extension's setting (sslCertPemFile, "
+                               "allowInsecureConnections), not the deployment's")
+    else:
+        r.report("sslEnabled", "no v2 counterpart: managed online endpoints always serve HTTPS")
     r.report("tokenAuthEnabled", "v2 endpoint auth_mode aml_token; profiles support key auth on or off")
     r.report_rest(f"not a setting the portal maps from a v1 {kind} config")
 
@@ -238,16 +287,26 @@ def _v2(reader: _Reader) -> None:
     r.set("min_instances", r.number("scale_settings.min_instances", integer=True))
     r.set("max_instances", r.number("scale_settings.max_instances", integer=True))
     r.set("target_utilization", r.number("scale_settings.target_utilization_percentage", integer=True))
+    r.set("polling_interval_seconds", r.number("scale_settings.polling_interval", integer=True))
     r.set("request_timeout_ms", r.number("request_settings.request_timeout_ms", integer=True))
     r.set("max_concurrent_requests_per_instance",
           r.number("request_settings.max_concurrent_requests_per_instance", integer=True))
+    r.set("max_queue_wait_ms", r.number("request_settings.max_queue_wait_ms", integer=True))
     r.set("cpu_request", r.number("resources.requests.cpu", convert=_cpu))
-    r.set("memory_request_gb", r.number("resources.requests.memory", convert=_memory_gb))
+    r.set("memory_request_gb", r.number("resources.requests.memory", convert=_memory_in_gb(bare_unit="bytes")))
     for key in ("$schema", "name", "endpoint_name", "model", "code_configuration", "environment", "description"):
         r.report(key, "belongs to a deployment, not to a profile (the promotion sets it)")
-    r.report("instance_type", "managed endpoints' VM size; the portal's profiles describe Kubernetes resources")
-    r.report("scale_settings.polling_interval", "profiles keep Azure's default polling interval")
-    r.report("request_settings.max_queue_wait_ms", "deprecated in v2; not kept")
+    instance_type = r.get("instance_type")
+    if instance_type is not None:
+        if not isinstance(instance_type, str):
+            raise ProfileImportError(f"instance_type ({r.at('instance_type')}) must be a name, not "
+                                     f"{excerpt(instance_type)}.")
+        if instance_type.lower().startswith("standard_"):
+            r.report("instance_type", "a managed endpoint's VM size; managed staging deployments use the "
+                                      "workspace's VM size")
+        else:
+            r.set("kubernetes_instance_type", instance_type)  # a Kubernetes instance type of the cluster
+    r.report("resources.limits", "the portal sets limits equal to the requests, within the instance type's limits")
     r.report_rest("not a setting the portal maps into a profile")
 
 

@@ -130,6 +130,14 @@ def _spec(deployment: Deployment) -> ServingSpec:
                        stage=deployment.endpoint.stage)
 
 
+def endpoint_profile_problems(endpoint: Endpoint, settings: dict | None = None) -> list[str]:
+    """What the platform would refuse in the endpoint's profile (instance type limits, timeout maximums), in words;
+    nothing is sent to it."""
+    settings = settings if settings is not None else endpoint.profile.serving_settings()
+    problems = get_backend().serving_problems(settings, endpoint.stage)
+    return [f"Profile {endpoint.profile} does not fit {endpoint}: " + " ".join(problems)] if problems else []
+
+
 def deployment_create(*, endpoint: Endpoint, version: ModelVersion, name: str, actor, start: bool = True,
                       why: str = "", promotion: Promotion | None = None) -> Deployment:
     """A new deployment of `version` on `endpoint`, with no traffic. Raises ValidationError on bad input, and on a
@@ -149,6 +157,9 @@ def deployment_create(*, endpoint: Endpoint, version: ModelVersion, name: str, a
     if endpoint.deployments.filter(name=name).exclude(status=Status.DELETED).exists():
         raise ValidationError(taken)
     _spec(deployment)  # refuse now what the worker could not start
+    problems = endpoint_profile_problems(endpoint, deployment.serving_settings)
+    if problems:
+        raise ValidationError(problems)
     with _name_taken(taken), transaction.atomic():
         deployment.save()
         audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=deployment,
@@ -554,7 +565,8 @@ def profile_import(*, name: str, text: str, actor):
         profile.save()
         audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=profile,
                      summary=f"imported profile {name} from {result.source}",
-                     changes={"fields": result.fields, "not_imported": result.not_imported})
+                     changes={"fields": result.fields, "defaults": result.defaults,
+                              "not_imported": result.not_imported})
     return profile, result
 
 

@@ -24,7 +24,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -71,6 +71,13 @@ TRANSPORT = {"connection_timeout": 10, "read_timeout": 60}
 # rescheduled for then (a worker does not sleep through Azure's throttling).
 MAX_INLINE_RETRY_AFTER = 10
 MAX_MESSAGE_CHARS = 2000  # of the service's words kept in a BackendError
+# Azure's limits and defaults (learn.microsoft.com: "how-to-manage-kubernetes-instance-types", the online deployment
+# YAML references): the instance type a cluster is given when attached, and the request timeout maximums.
+DEFAULT_INSTANCE_TYPE = "defaultinstancetype"
+DEFAULT_INSTANCE_TYPE_LIMITS = {"cpu": 2.0, "memory_bytes": 2 * 1024 ** 3}
+MAX_REQUEST_TIMEOUT_MS = {"managed": 180_000, "kubernetes": 300_000}
+MEMORY_UNITS = {"": 1, "k": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "T": 10 ** 12, "Ki": 1024, "Mi": 1024 ** 2,
+                "Gi": 1024 ** 3, "Ti": 1024 ** 4}
 SIGN_IN_HINT = ("Sign in on the machine that runs the portal with `az login`, or set AZURE_TENANT_ID, "
                 "AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or run it with a managed identity.")
 
@@ -88,6 +95,16 @@ class AzureMLConfig:
     managed_instance_type: str
     training_environment: str
     inference_environment: str
+    default_instance_type: str = ""  # the workspace setting: for Kubernetes deployments whose profile names none
+    # What "Test connection" read from the AKS compute: {name: {"cpu": cores, "memory_bytes": n}} of each instance
+    # type's limits, and the cluster's own default.
+    instance_types: dict = field(default_factory=dict)
+    cluster_default_instance_type: str = ""
+
+    def instance_type_for(self, settings: dict) -> str:
+        """The instance type a Kubernetes deployment with these settings runs on."""
+        return (settings.get("instance_type") or self.default_instance_type or self.cluster_default_instance_type
+                or DEFAULT_INSTANCE_TYPE)
 
     @property
     def missing(self) -> list[str]:
@@ -178,6 +195,28 @@ def _retry_after(exc) -> float | None:
         return None
 
 
+def cpu_cores(quantity) -> float | None:
+    """A Kubernetes CPU quantity ("100m", "2", 0.5) in cores; None when it is not one."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?|\.\d+)(m?)\s*", str(quantity))
+    return float(match.group(1)) / (1000 if match.group(2) else 1) if match else None
+
+
+def memory_bytes(quantity) -> int | None:
+    """A Kubernetes memory quantity ("2Gi", "1G", "512Mi", 1073741824) in bytes; None when it is not one."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?|\.\d+)(k|M|G|T|Ki|Mi|Gi|Ti)?\s*", str(quantity))
+    return int(float(match.group(1)) * MEMORY_UNITS[match.group(2) or ""]) if match else None
+
+
+def instance_type_limits(compute_properties: dict) -> tuple[dict, str]:
+    """{name: {"cpu": cores, "memory_bytes": n}} of a Kubernetes compute's instance types, and its default."""
+    props = compute_properties or {}  # the SDK gives them snake_cased (as_dict()); REST camelCased
+    types = {}
+    for name, spec in (props.get("instance_types") or props.get("instanceTypes") or {}).items():
+        limits = ((spec or {}).get("resources") or {}).get("limits") or {}
+        types[name] = {"cpu": cpu_cores(limits.get("cpu", "")), "memory_bytes": memory_bytes(limits.get("memory", ""))}
+    return types, props.get("default_instance_type") or props.get("defaultInstanceType") or ""
+
+
 def _params_tag(params: dict) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"))
 
@@ -214,6 +253,12 @@ def _not_found(exc: BaseException) -> bool:
     from azure.core.exceptions import ResourceNotFoundError
 
     return isinstance(exc, ResourceNotFoundError) or getattr(exc, "status_code", None) == 404
+
+
+def _limits_in_words(limits: dict) -> str:
+    cpu, memory = limits.get("cpu"), limits.get("memory_bytes")
+    return ", ".join([f"{cpu:g} CPU" if cpu else "no CPU limit",
+                      f"{memory / 1024 ** 3:g} GiB" if memory else "no memory limit"])
 
 
 @contextmanager
@@ -301,8 +346,8 @@ class AzureMLBackend(MLBackend):
         """Settings, credentials, the workspace and its two computes, in that order."""
         results = []
 
-        def record(check: str, ok: bool, message: str) -> bool:
-            results.append(ConnectionCheck(check, ok, message))
+        def record(check: str, ok: bool, message: str, facts: dict | None = None) -> bool:
+            results.append(ConnectionCheck(check, ok, message, facts or {}))
             return ok
 
         try:
@@ -352,8 +397,22 @@ class AzureMLBackend(MLBackend):
                 record(check, False, f"{name} is a {compute.type} compute, not {' or '.join(sorted(kinds))}. {hint}")
                 return results
             state = getattr(compute, "provisioning_state", None)
-            state = str(getattr(state, "value", state) or "ready").lower()
-            record(check, True, f"{name} ({compute.type}, {state}).")
+            state = str(getattr(state, "value", state) or "ready")
+            if state.lower() in ("failed", "canceled", "deleting"):
+                record(check, False, f"{name} is {state} in Azure ML: jobs and deployments on it would fail. {hint}")
+                return results
+            facts, extra = {}, ""
+            if check == "AKS compute":
+                types, default = instance_type_limits(getattr(compute, "properties", None) or {})
+                facts = {"instance_types": types, "default_instance_type": default}
+                missing = [t for t in (config.default_instance_type,) if t and t not in types]
+                if missing:
+                    record(check, False, f"{name} has no instance type {missing[0]} (the workspace's default "
+                                         f"instance type); it has {', '.join(sorted(types)) or 'none'}.", facts)
+                    return results
+                extra = " Instance types: " + ", ".join(
+                    f"{t} ({_limits_in_words(types[t])})" for t in sorted(types)) + "." if types else ""
+            record(check, True, f"{name} ({compute.type}, {state.lower()}).{extra}", facts)
         return results
 
     # --- training ---------------------------------------------------------------------------------------------
@@ -531,27 +590,68 @@ class AzureMLBackend(MLBackend):
         )
 
         s = ref["settings"]
+        kind = ref["kind"]
+        problems = self._serving_problems(config, s, kind)
+        if problems:
+            raise BackendError(" ".join(problems))
+        concurrency = s["max_concurrent_requests_per_instance"]
+        request = {"request_timeout_ms": s["request_timeout_ms"], "max_concurrent_requests_per_instance": concurrency}
+        if kind == "kubernetes":  # deprecated (and ignored) on managed endpoints
+            request["max_queue_wait_ms"] = s.get("max_queue_wait_ms", 500)
         common = dict(
             name=ref["deployment"], endpoint_name=ref["endpoint"], model=ref["model"],
             code_configuration=CodeConfiguration(code=ref["code"], scoring_script=ref["scoring_script"]),
             environment=config.inference_environment, instance_count=s["instance_count"],
-            request_settings=OnlineRequestSettings(
-                request_timeout_ms=s["request_timeout_ms"],
-                max_concurrent_requests_per_instance=s["max_concurrent_requests_per_instance"]),
+            request_settings=OnlineRequestSettings(**request),
+            # The inference server runs one worker unless told: concurrent requests would queue in each replica.
+            environment_variables={"WORKER_COUNT": str(concurrency)} if concurrency > 1 else None,
             tags={"mlops-portal": "deployment"},
         )
-        if ref["kind"] == "managed":
+        if kind == "managed":
             return ManagedOnlineDeployment(instance_type=config.managed_instance_type, **common)
-        cpu, memory = f"{s['cpu_request']:g}", f"{s['memory_request_gb']:g}Gi"
+        # Memory in GB (10^9 bytes, as v1's memoryInGB), written in Kubernetes' decimal unit.
+        cpu, memory = f"{s['cpu_request']:g}", f"{s['memory_request_gb']:g}G"
         # Sent either way: with no scaleSettings Azure makes a Kubernetes deployment autoscale (TargetUtilization).
         scale = DefaultScaleSettings()
         if s["autoscale_enabled"]:
             scale = TargetUtilizationScaleSettings(min_instances=s["min_instances"], max_instances=s["max_instances"],
-                                                   target_utilization_percentage=s["target_utilization"])
+                                                   target_utilization_percentage=s["target_utilization"],
+                                                   polling_interval=s.get("polling_interval_seconds", 1))
         return KubernetesOnlineDeployment(
+            instance_type=config.instance_type_for(s),
             resources=ResourceRequirementsSettings(requests=ResourceSettings(cpu=cpu, memory=memory),
                                                    limits=ResourceSettings(cpu=cpu, memory=memory)),
             scale_settings=scale, **common)
+
+    def serving_problems(self, settings: dict, stage: str) -> list[str]:
+        config = self._provided_config()
+        return self._serving_problems(config, settings, self._endpoint_kind(config, stage))
+
+    @staticmethod
+    def _serving_problems(config, s: dict, kind: str) -> list[str]:
+        problems = []
+        timeout, most = s["request_timeout_ms"], MAX_REQUEST_TIMEOUT_MS[kind]
+        if timeout > most:
+            problems.append(f"A request timeout of {timeout:,} ms is over the {most:,} ms that {kind} online "
+                            f"deployments allow.")
+        if kind == "kubernetes":
+            name = config.instance_type_for(s)
+            limits = config.instance_types.get(name)
+            if limits is None and config.instance_types:
+                problems.append(f"The AKS compute has no instance type {name} (it has "
+                                f"{', '.join(sorted(config.instance_types))}).")
+            limits = limits or (DEFAULT_INSTANCE_TYPE_LIMITS if name == DEFAULT_INSTANCE_TYPE else {})
+            cpu, memory = s["cpu_request"], round(s["memory_request_gb"] * 10 ** 9)
+            if limits.get("cpu") and cpu > limits["cpu"]:
+                problems.append(f"{cpu:g} CPU is more than instance type {name} allows ({limits['cpu']:g}).")
+            if limits.get("memory_bytes") and memory > limits["memory_bytes"]:
+                problems.append(f"{s['memory_request_gb']:g} GB of memory is more than instance type {name} allows "
+                                f"({limits['memory_bytes'] / 10 ** 9:.2f} GB = "
+                                f"{limits['memory_bytes'] / 1024 ** 3:g} GiB).")
+            if problems and not s.get("instance_type"):
+                problems.append("Name a larger instance type in the profile, or set the workspace's default "
+                                "instance type.")
+        return problems
 
     def deployment_create(self, spec: ServingSpec, plan: dict | None = None) -> DeployedRef:
         """Create the endpoint if it is missing (the deployment itself is submitted by deployment_state once the
@@ -685,8 +785,13 @@ class AzureMLBackend(MLBackend):
         notes = []
         if not settings.get("auth_enabled", True):
             notes.append("Azure ML online endpoints always ask for a key: auth stays on.")
-        notes.append("CPU and memory requests are also set as limits on Kubernetes deployments; managed "
-                     "deployments use the workspace's instance type instead.")
+        try:
+            instance_type = self._provided_config().instance_type_for(settings)
+        except BackendError:
+            instance_type = settings.get("instance_type") or DEFAULT_INSTANCE_TYPE
+        notes.append(f"CPU and memory requests are also set as limits on Kubernetes deployments, which run on "
+                     f"instance type {instance_type}; managed deployments use "
+                     f"the workspace's VM size instead, and ignore the max queue wait.")
         if settings.get("autoscale_enabled"):
             notes.append("Target-utilization autoscale applies on Kubernetes endpoints; a managed staging endpoint "
                          "runs the starting instance count.")

@@ -130,6 +130,7 @@ class ConnectionCheck:
     check: str
     ok: bool
     message: str
+    facts: dict = field(default_factory=dict)  # what was found, as data the portal keeps (e.g. instance types)
 
 
 # What the platform reports of a resource it holds, in the portal's words.
@@ -287,6 +288,11 @@ class MLBackend(abc.ABC):
     def endpoint_access(self, endpoint_name: str) -> EndpointAccess | None:
         """The platform's scoring URL and key for the endpoint, or None when the portal's router serves it."""
         return None
+
+    def serving_problems(self, settings: dict, stage: str) -> list[str]:
+        """What this platform would refuse in these settings on an endpoint of `stage`, in words; checked before
+        anything is sent (no call to the platform)."""
+        return []
 
     def serving_notes(self, settings: dict) -> list[str]:
         """Which profile settings this backend does not honour, in words for the endpoint page."""

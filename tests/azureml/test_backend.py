@@ -1,11 +1,14 @@
 """The azureml backend's calls as the fake Azure ML sees them (method, path, api-version, body), and its faults."""
 import time
+from pathlib import Path
+from unittest import mock
 
 import pytest
 from django.core.exceptions import ValidationError
 
 from deployments.models import Deployment, DeploymentProfile
 from deployments.serving import services
+from deployments.serving.profile_import import profile_from_yaml
 from mlopsportal import examples
 from mlopsportal.backends import BackendError, get_backend
 from models_registry.models import ModelVersion, RegisteredModel, TrainingRun
@@ -14,6 +17,7 @@ from workspaces.models import AzureMLWorkspace
 from workspaces.services import workspace_connection_test
 
 pytestmark = pytest.mark.django_db
+SEED_AKS = (Path(__file__).resolve().parents[2] / "examples/titanic/deployment/aksDeploymentConfig.yml").read_text()
 SMALL = {"n_estimators": 20, "cv_folds": 2}
 
 
@@ -163,9 +167,8 @@ def test_refused_code_upload_fails_the_submit_instead_of_hanging(azure):
 
 @pytest.fixture
 def kube_profile(db):
-    return DeploymentProfile.objects.create(
-        name="aks", instance_count=3, autoscale_enabled=True, min_instances=3, max_instances=6, target_utilization=50,
-        cpu_request=0.5, memory_request_gb=1, request_timeout_ms=60000, max_concurrent_requests_per_instance=2)
+    """The seed's aksDeploymentConfig.yml, imported."""
+    return DeploymentProfile.objects.create(name="aks", **profile_from_yaml(SEED_AKS).fields)
 
 
 def poll_until_settled(deployment, timeout=90):
@@ -203,14 +206,16 @@ def test_kubernetes_deployment_as_sent_serves_through_the_endpoint(azure, engine
     assert props["model"].endswith("/models/titanic/versions/1")
     assert props["codeConfiguration"]["scoringScript"] == "score.py"
     assert props["codeConfiguration"]["codeId"] == azure_job_code(azure, "job-serving")
-    assert props["containerResourceRequirements"]["containerResourceRequests"] == {"cpu": "0.5", "memory": "1Gi"}
-    assert props["containerResourceRequirements"]["containerResourceLimits"] == {"cpu": "0.5", "memory": "1Gi"}
+    # The seed's values in Azure's units: 1 GB is 1G (not 1Gi), 1 s polling, 180 000 ms of queue wait.
+    assert props["containerResourceRequirements"]["containerResourceRequests"] == {"cpu": "0.5", "memory": "1G"}
+    assert props["containerResourceRequirements"]["containerResourceLimits"] == {"cpu": "0.5", "memory": "1G"}
+    assert props["instanceType"] == "defaultinstancetype"  # named, not left to chance
     assert put.body["sku"]["capacity"] == 3  # the instance count
-    assert props["scaleSettings"]["scaleType"] == "TargetUtilization"
-    assert (props["scaleSettings"]["minInstances"], props["scaleSettings"]["maxInstances"],
-            props["scaleSettings"]["targetUtilizationPercentage"]) == (3, 6, 50)
-    assert props["requestSettings"]["maxConcurrentRequestsPerInstance"] == 2
-    assert props["requestSettings"]["requestTimeout"] == "PT1M"
+    assert props["scaleSettings"] == {"scaleType": "TargetUtilization", "minInstances": 3, "maxInstances": 6,
+                                      "targetUtilizationPercentage": 50, "pollingInterval": "PT1S"}
+    assert props["requestSettings"] == {"requestTimeout": "PT1M", "maxConcurrentRequestsPerInstance": 2,
+                                        "maxQueueWait": "PT3M"}
+    assert props["environmentVariables"] == {"WORKER_COUNT": "2"}  # else one worker serves them one at a time
 
     prod.refresh_from_db()
     assert prod.platform_scoring_url.startswith("http://127.0.0.1:") and len(prod.key) > 10
@@ -306,3 +311,84 @@ def test_fixed_kubernetes_deployment_says_default_scale(azure, engineer, fixed_p
     assert put.body["sku"]["capacity"] == 3
     reported = azure.workspace.deployments[("titanic-prod", "blue")]["properties"]["scaleSettings"]
     assert reported["scaleType"] == "Default"
+
+
+def test_connection_check_reads_the_clusters_instance_types_and_refuses_a_failed_compute(azure, admin_user,
+                                                                                          monkeypatch):
+    workspace = workspace_connection_test(actor=admin_user)
+    aks = next(r for r in workspace.check_results if r["check"] == "AKS compute")
+    assert "cpu-large (4 CPU, 8 GiB)" in aks["message"] and "defaultinstancetype (2 CPU, 2 GiB)" in aks["message"]
+    config = workspace.config()
+    assert config.instance_types["cpu-large"] == {"cpu": 4.0, "memory_bytes": 8 * 1024 ** 3}
+    assert config.cluster_default_instance_type == "defaultinstancetype"
+
+    AzureMLWorkspace.objects.filter(pk=1).update(default_instance_type="gpu-huge")
+    workspace = workspace_connection_test(actor=admin_user)
+    assert not workspace.check_ok and "has no instance type gpu-huge" in workspace.check_results[-1]["message"]
+
+    AzureMLWorkspace.objects.filter(pk=1).update(default_instance_type="")
+    monkeypatch.setitem(azure.workspace.COMPUTES, "cpu-cluster",
+                        {**azure.workspace.COMPUTES["cpu-cluster"], "provisioningState": "Failed"})
+    workspace = workspace_connection_test(actor=admin_user)
+    failed = workspace.check_results[-1]
+    assert not workspace.check_ok and failed["check"] == "Training cluster" and "is Failed" in failed["message"]
+
+
+def test_profiles_over_azures_limits_are_refused_before_anything_is_sent(azure, engineer, admin_user):
+    """The instance type's limits (defaultinstancetype: 2 CPU, 2 GiB) and managed endpoints' 180 s timeout."""
+    workspace_connection_test(actor=admin_user)  # reads the cluster's instance types
+    backend = get_backend("azureml")
+    version = version_on_azure(engineer, backend, job_name="job-limits")
+    big = DeploymentProfile.objects.create(name="big", cpu_request=3, memory_request_gb=4)
+    prod = services.endpoint_create(name="titanic-prod", stage="production", profile=big, actor=engineer)
+    with pytest.raises(ValidationError) as refused:
+        services.deployment_create(endpoint=prod, version=version, name="blue", actor=engineer,
+                                   promotion=running_promotion(prod, version, engineer))
+    message = " ".join(refused.value.messages)
+    assert "3 CPU is more than instance type defaultinstancetype allows (2)" in message
+    assert "4 GB of memory is more than instance type defaultinstancetype allows (2.15 GB = 2 GiB)" in message
+    assert "Name a larger instance type in the profile" in message
+
+    DeploymentProfile.objects.filter(pk=big.pk).update(kubernetes_instance_type="cpu-large")
+    prod.refresh_from_db()
+    assert services.endpoint_profile_problems(prod) == []  # 3 CPU and 4 GB fit cpu-large (4 CPU, 8 GiB)
+    slow = DeploymentProfile.objects.create(name="slow", request_timeout_ms=200_000)
+    staging = services.endpoint_create(name="titanic-staging", stage="staging", profile=slow, actor=engineer)
+    assert services.endpoint_profile_problems(staging) == [
+        "Profile slow does not fit titanic-staging: A request timeout of 200,000 ms is over the 180,000 ms that "
+        "managed online deployments allow."]
+    assert not azure.find("PUT", r"/deployments/")  # nothing was sent
+
+
+def test_the_fake_refuses_what_azure_refuses_in_a_deployment(azure, engineer):
+    """Sent anyway (straight through the SDK), Azure's refusals come back with the reason in details[]."""
+    from azure.core.exceptions import HttpResponseError
+
+    backend = get_backend("azureml")
+    version = version_on_azure(engineer, backend, job_name="job-strict")
+    config = backend.config()
+    ml = backend.client(config)
+    code = ml.jobs.get("job-strict").code
+    backend._endpoint_ensure(ml, config, "titanic-prod", "kubernetes")
+    wait_for(lambda: ml.online_endpoints.get("titanic-prod").provisioning_state == "Succeeded", timeout=20)
+    settings = {**DeploymentProfile(name="x").serving_settings(), "cpu_request": 3.0}
+    ref = {"endpoint": "titanic-prod", "deployment": "blue", "kind": "kubernetes", "model": version.artifact_uri,
+           "code": code, "scoring_script": "score.py", "settings": settings}
+    with pytest.raises(BackendError, match="3 CPU is more than instance type defaultinstancetype allows"):
+        backend._deployment_entity(config, ref)
+    cases = [({"cpu_request": 3.0}, "the cpu request 3 is above the limit of instance type 'defaultinstancetype'"),
+             ({"instance_type": "gpu-huge"}, "Instance type 'gpu-huge' is not defined on the Kubernetes compute"),
+             ({"request_timeout_ms": 301_000}, "requestTimeout of 301 s is above the maximum of 300 s")]
+    for change, reason in cases:
+        entity = unchecked_entity(backend, config, {**ref, "settings": {**settings, "cpu_request": 0.5, **change}})
+        with pytest.raises(HttpResponseError) as refused:
+            ml.online_deployments.begin_create_or_update(entity)
+        assert refused.value.status_code == 400
+        assert refused.value.error.message == "The request is invalid."
+        assert reason in refused.value.error.details[0].message
+
+
+def unchecked_entity(backend, config, ref):
+    """The backend's deployment body without its own checks: what Azure gets if the portal did not check."""
+    with mock.patch.object(type(backend), "_serving_problems", staticmethod(lambda *args: [])):
+        return backend._deployment_entity(config, ref)

@@ -47,18 +47,53 @@ def test_seed_aks_config_maps_to_the_documented_profile():
     result = profile_from_yaml(SEED_AKS)
     assert result.source == "Azure ML v1 AKS deployment config"
     assert result.fields == {"autoscale_enabled": True, "min_instances": 3, "max_instances": 6,
-                             "target_utilization": 50, "instance_count": 3, "cpu_request": 0.5,
-                             "memory_request_gb": 1.0, "auth_enabled": True, "request_timeout_ms": 60000,
-                             "max_concurrent_requests_per_instance": 2}
+                             "target_utilization": 50, "polling_interval_seconds": 1, "instance_count": 3,
+                             "cpu_request": 0.5, "memory_request_gb": 1.0, "auth_enabled": True,
+                             "request_timeout_ms": 60000, "max_concurrent_requests_per_instance": 2,
+                             "max_queue_wait_ms": 180000}
+    assert result.defaults == []  # the seed sets every setting itself
     reported = [line.split(" ")[0] for line in result.not_imported]
-    assert reported == ["autoScaler.refreshPeriodInSeconds", "appInsightsEnabled", "maxQueueWaitMs", "sslEnabled"]
-    assert "maxQueueWaitMs (line 15): no v2 counterpart" in result.not_imported[2]
+    assert reported == ["appInsightsEnabled", "sslEnabled"]
+    assert "sslEnabled (line 16): on Kubernetes endpoints TLS is the Azure ML extension's setting" in \
+        result.not_imported[1]
+
+
+def test_v1_defaults_apply_to_what_a_config_leaves_out():
+    """azureml-core's AKS defaults: autoscale on (1 to 10 replicas at 70%) unless numReplicas is given."""
+    result = profile_from_yaml("computeType: AKS\ncontainerResourceRequirements:\n  cpu: 1\n")
+    assert result.fields == {"autoscale_enabled": True, "min_instances": 1, "max_instances": 10,
+                             "target_utilization": 70, "polling_interval_seconds": 1, "instance_count": 1,
+                             "cpu_request": 1.0, "memory_request_gb": 0.5, "auth_enabled": True,
+                             "request_timeout_ms": 60000, "max_concurrent_requests_per_instance": 1,
+                             "max_queue_wait_ms": 500}
+    assert "autoScaler.maxReplicas: 10 (v1's default)" in result.defaults
+    assert "containerResourceRequirements.cpu: 1 (v1's default)" not in result.defaults
+    fixed = profile_from_yaml("computeType: AKS\nnumReplicas: 4\n")
+    assert fixed.fields["autoscale_enabled"] is False and fixed.fields["instance_count"] == 4
+    assert "max_instances" not in fixed.fields
+
+
+@pytest.mark.parametrize("memory, gb", [('"1Gi"', 1.07), ('"512Mi"', 0.54), ('"2G"', 2.0), ("1073741824", 1.07),
+                                        ('"1500M"', 1.5)])
+def test_v2_memory_is_a_kubernetes_quantity(memory, gb):
+    """A bare v2 number is bytes, and Gi is 1.07 GB: the profile keeps GB."""
+    result = profile_from_yaml(f"resources:\n  requests:\n    memory: {memory}\n")
+    assert result.fields["memory_request_gb"] == gb
+
+
+def test_v2_instance_type_names_the_clusters_instance_type_and_a_vm_size_is_reported():
+    kube = profile_from_yaml("instance_type: cpu-large\ninstance_count: 2\n")
+    assert kube.fields == {"kubernetes_instance_type": "cpu-large", "instance_count": 2}
+    managed = profile_from_yaml("instance_type: Standard_DS3_v2\ninstance_count: 2\n")
+    assert "kubernetes_instance_type" not in managed.fields
+    assert managed.not_imported[0].startswith("instance_type (line 1): a managed endpoint's VM size")
 
 
 def test_aci_config():
     result = profile_from_yaml(ACI)
     assert result.fields == {"cpu_request": 1.0, "memory_request_gb": 2.0, "auth_enabled": False}
     assert [line.split(" ")[0] for line in result.not_imported] == ["sslEnabled", "location"]
+    assert "managed online endpoints always serve HTTPS" in result.not_imported[0]
 
 
 def test_v2_online_deployment_yaml():
@@ -66,10 +101,9 @@ def test_v2_online_deployment_yaml():
     assert result.fields == {"instance_count": 2, "autoscale_enabled": True, "min_instances": 2, "max_instances": 5,
                              "target_utilization": 60, "request_timeout_ms": 3000,
                              "max_concurrent_requests_per_instance": 4, "cpu_request": 0.5,
-                             "memory_request_gb": 0.5}
+                             "memory_request_gb": 0.54, "polling_interval_seconds": 10}
     reported = {line.split(" ")[0] for line in result.not_imported}
-    assert {"$schema", "name", "endpoint_name", "model", "scale_settings.polling_interval",
-            "resources.limits.cpu"} == reported
+    assert {"$schema", "name", "endpoint_name", "model", "resources.limits"} == reported
 
 
 @pytest.mark.parametrize("text, message", [
@@ -94,14 +128,15 @@ def test_admin_imports_seed_file_through_the_page(admin_client_, admin_user):
     upload = SimpleUploadedFile("aksDeploymentConfig.yml", SEED_AKS.encode(), content_type="application/x-yaml")
     response = admin_client_.post(url, {"name": "titanic-aks", "file": upload})
     body = response.content.decode()
-    assert response.status_code == 200 and "maxQueueWaitMs (line 15)" in body
+    assert response.status_code == 200 and "sslEnabled (line 16)" in body
     profile = DeploymentProfile.objects.get(name="titanic-aks")
     assert (profile.min_instances, profile.max_instances, profile.target_utilization) == (3, 6, 50)
     assert (float(profile.cpu_request), float(profile.memory_request_gb)) == (0.5, 1.0)
     assert profile.auth_enabled and profile.request_timeout_ms == 60000
     assert profile.max_concurrent_requests_per_instance == 2
+    assert (profile.max_queue_wait_ms, profile.polling_interval_seconds) == (180000, 1)
     event = AuditEvent.objects.get(action="create", target_id=str(profile.pk))
-    assert event.actor == admin_user and "maxQueueWaitMs" in " ".join(event.changes["not_imported"])
+    assert event.actor == admin_user and "sslEnabled" in " ".join(event.changes["not_imported"])
 
 
 @pytest.mark.django_db

@@ -168,7 +168,10 @@ class Workspace(OnlineServing):
                                     "extensionInstanceReleaseTrain": "stable",
                                     "instanceTypes": {"defaultinstancetype": {"nodeSelector": None, "resources": {
                                         "requests": {"cpu": "100m", "memory": "2Gi"},
-                                        "limits": {"cpu": "2", "memory": "2Gi"}}}}}},
+                                        "limits": {"cpu": "2", "memory": "2Gi"}}},
+                                        "cpu-large": {"nodeSelector": {"pool": "cpu"}, "resources": {
+                                            "requests": {"cpu": "1", "memory": "4Gi"},
+                                            "limits": {"cpu": "4", "memory": "8Gi"}}}}}},
         "cpu-cluster": {"computeType": "AmlCompute", "isAttachedCompute": False, "provisioningState": "Succeeded",
                         "properties": {"vmSize": "STANDARD_DS3_V2", "vmPriority": "Dedicated", "osType": "Linux",
                                        "scaleSettings": {"maxNodeCount": 4, "minNodeCount": 0,

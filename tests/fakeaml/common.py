@@ -41,6 +41,16 @@ def not_found(kind: str, name: str):
     return error(404, "NotFound", f"{kind} '{name}' was not found in workspace '{WS}'.")
 
 
+def quantity(text, memory: bool) -> float | None:
+    """A Kubernetes quantity: CPU in cores ("100m", "2"), memory in bytes ("2Gi", "1G", "1073741824")."""
+    units = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30,
+             "Ti": 2 ** 40} if memory else {"": 1, "m": 1e-3}
+    match = re.fullmatch(r"(\d+(?:\.\d+)?|\.\d+)([A-Za-z]*)", str(text or "").strip())
+    if not match or match.group(2) not in units:
+        return None
+    return float(match.group(1)) * units[match.group(2)]
+
+
 def seconds(duration: str | None) -> float:
     """ISO-8601 duration like PT1M30S or PT0.5S -> seconds."""
     match = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:([\d.]+)S)?)?", duration or "")

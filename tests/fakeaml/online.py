@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 
-from .common import REGION, TENANT, TYPE, WS, WS_ID, error, not_found, now_iso, seconds, system_data
+from .common import REGION, TENANT, TYPE, WS, WS_ID, error, not_found, now_iso, quantity, seconds, system_data
 from .workloads import DeploymentServer, tail
 
 
@@ -147,6 +147,9 @@ class OnlineServing:
         wanted = "Kubernetes" if endpoint["properties"].get("compute") else "Managed"
         if kind != wanted:
             return error(400, "BadArgument", f"Endpoint '{endpoint_name}' takes {wanted} deployments, not {kind}.")
+        problem = self._check_deployment(endpoint, name, kind, props)
+        if problem:
+            return problem
         script = (props.get("codeConfiguration") or {}).get("scoringScript")
         try:
             model = self.model_folder(props.get("model"))
@@ -203,6 +206,44 @@ class OnlineServing:
 
         headers = self.start_operation(req, "deployment", check, self._failer(resource, server), delay=0)
         return (200 if existing else 201), headers, self._public(resource)
+
+    MAX_TIMEOUT_SECONDS = {"Managed": 180, "Kubernetes": 300}
+
+    def _check_deployment(self, endpoint: dict, name: str, kind: str, props: dict):
+        """What Azure ML refuses in a deployment's settings: request timeouts over the maximum, a Kubernetes
+        instance type the cluster lacks, resources over the instance type's limits or requests over the limits."""
+        timeout = seconds((props.get("requestSettings") or {}).get("requestTimeout") or "PT5S")
+        if timeout > self.MAX_TIMEOUT_SECONDS[kind]:
+            return error(400, "BadArgument", f"requestTimeout of {timeout:g} s is above the maximum of "
+                                             f"{self.MAX_TIMEOUT_SECONDS[kind]} s for {kind} deployments.")
+        if kind != "Kubernetes":
+            return None
+        compute = self.COMPUTES[endpoint["properties"]["compute"].rstrip("/").rsplit("/", 1)[-1]]["properties"]
+        wanted = props.get("instanceType") or compute["defaultInstanceType"]
+        instance_type = compute["instanceTypes"].get(wanted)
+        if instance_type is None:
+            return error(400, "BadArgument", f"Instance type '{wanted}' is not defined on the Kubernetes compute "
+                                             f"(it has {', '.join(sorted(compute['instanceTypes']))}).")
+        resources = props.get("containerResourceRequirements") or {}
+        requests = resources.get("containerResourceRequests") or {}
+        limits = resources.get("containerResourceLimits") or {}
+        type_limits = instance_type["resources"]["limits"]
+        for resource in ("cpu", "memory"):
+            memory = resource == "memory"
+            asked = {side: quantity(values.get(resource), memory) for side, values in (
+                ("request", requests), ("limit", limits)) if values.get(resource) is not None}
+            if any(value is None for value in asked.values()):
+                return error(400, "BadArgument", f"Deployment '{name}': {resource} must be a Kubernetes quantity.")
+            most = quantity(type_limits[resource], memory)
+            for side, value in asked.items():
+                if value > most:
+                    return error(400, "BadArgument", f"Deployment '{name}': the {resource} {side} "
+                                                     f"{(requests if side == 'request' else limits)[resource]} is "
+                                                     f"above the limit of instance type '{wanted}' "
+                                                     f"({type_limits[resource]}).")
+            if "request" in asked and "limit" in asked and asked["request"] > asked["limit"]:
+                return error(400, "BadArgument", f"Deployment '{name}': the {resource} request is above its limit.")
+        return None
 
     def _tick_deployment(self, key, resource: dict) -> None:
         server = self.servers.get(key)

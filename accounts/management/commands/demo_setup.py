@@ -88,7 +88,8 @@ class Command(BaseCommand):
         production_profile, _ = DeploymentProfile.objects.get_or_create(name="titanic-aks", defaults=dict(
             description="The seed's aksDeploymentConfig.yml.", instance_count=3, autoscale_enabled=True,
             min_instances=3, max_instances=6, target_utilization=50, cpu_request=0.5, memory_request_gb=1,
-            request_timeout_ms=60_000, max_concurrent_requests_per_instance=2, auth_enabled=True))
+            request_timeout_ms=60_000, max_concurrent_requests_per_instance=2, max_queue_wait_ms=180_000,
+            polling_interval_seconds=1, auth_enabled=True))
         for name, stage, profile in (("titanic-staging", Endpoint.Stage.STAGING, staging_profile),
                                      ("titanic-prod", Endpoint.Stage.PRODUCTION, production_profile)):
             if not Endpoint.objects.filter(name=name).exists():
