@@ -269,6 +269,8 @@ MLOPS_RUN_LOG_MAX_CHARS = 200_000
 MLOPS_ROUTER_URL = os.environ.get("MLOPS_ROUTER_URL", "http://127.0.0.1:8100")
 MLOPS_DEPLOY_POLL_SECONDS = float(os.environ.get("MLOPS_DEPLOY_POLL_SECONDS", "10" if _ON_AZURE else "2"))
 MLOPS_DEPLOY_TIMEOUT_SECONDS = int(os.environ.get("MLOPS_DEPLOY_TIMEOUT_SECONDS", "1800" if _ON_AZURE else "300"))
+# A traffic step whose split the platform has not applied for this long fails (and production's split is restored).
+MLOPS_TRAFFIC_TIMEOUT_SECONDS = int(os.environ.get("MLOPS_TRAFFIC_TIMEOUT_SECONDS", "900" if _ON_AZURE else "120"))
 # A running promotion nobody advanced for this long lost its worker; beat hands it to another.
 MLOPS_PROMOTION_STALE_SECONDS = int(os.environ.get("MLOPS_PROMOTION_STALE_SECONDS", "60"))
 # A promotion step that broke this many times (an unexpected error, or a worker that died holding it) fails the

@@ -494,7 +494,13 @@ def _traffic(promotion: Promotion, step: PromotionStep) -> Outcome:
         traffic[first_other] += drift
     serving.endpoint_traffic_set(endpoint=promotion.production_endpoint, traffic=traffic, actor=None,
                                   reason=f"{promotion}: step to {percent}%", promotion=promotion)
-    if not get_backend().endpoint_traffic_applied(endpoint_name=promotion.production_endpoint.name, traffic=traffic):
+    backend = get_backend()
+    if not backend.endpoint_traffic_applied(endpoint_name=promotion.production_endpoint.name, traffic=traffic):
+        waited = (timezone.now() - step.started_at).total_seconds() if step.started_at else 0
+        if waited >= settings.MLOPS_TRAFFIC_TIMEOUT_SECONDS:
+            status = backend.endpoint_traffic_status(promotion.production_endpoint.name)
+            return fail(f"The platform did not route {percent}% to {new.name} within "
+                        f"{settings.MLOPS_TRAFFIC_TIMEOUT_SECONDS} s" + (f": {status}" if status else "."))
         return wait(f"Waiting for the platform to route {percent}% to {new.name}.")
     run = verification.functional_run(deployment=new, promotion=promotion,
                                 through_endpoint_url=serving.endpoint_scoring_url(promotion.production_endpoint),

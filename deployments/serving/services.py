@@ -17,6 +17,7 @@ import logging
 import time
 from contextlib import contextmanager
 from datetime import timedelta
+from decimal import Decimal
 
 import requests
 from django.conf import settings
@@ -239,6 +240,9 @@ def deployment_poll(*, deployment_id: int) -> bool:
         if not exc.permanent:
             raise  # the task retries with backoff
         state = DeploymentState("failed", error=f"The ML platform refused the deployment: {exc}")
+    if state.ref and state.ref != deployment.backend_ref:  # what the backend learned, kept for later polls
+        Deployment.objects.filter(pk=deployment_id).update(backend_ref=state.ref)
+        deployment.backend_ref = state.ref
     now = timezone.now()
     if state.state == "healthy":
         access = backend.endpoint_access(deployment.endpoint.name)
@@ -559,7 +563,9 @@ def profile_import(*, name: str, text: str, actor):
         result = profile_from_yaml(text)
     except ProfileImportError as exc:
         raise ValidationError(str(exc)) from None
-    profile = DeploymentProfile(name=name, description=f"Imported from {result.source}.", **result.fields)
+    # A float as written (0.1, not 0.1000000000000000055…): the decimal fields check the places the file gave.
+    fields = {key: Decimal(repr(value)) if isinstance(value, float) else value for key, value in result.fields.items()}
+    profile = DeploymentProfile(name=name, description=f"Imported from {result.source}.", **fields)
     profile.full_clean()
     with _name_taken({"name": f"There is already a deployment profile named {name}."}), transaction.atomic():
         profile.save()

@@ -217,6 +217,14 @@ def instance_type_limits(compute_properties: dict) -> tuple[dict, str]:
     return types, props.get("default_instance_type") or props.get("defaultInstanceType") or ""
 
 
+def _operation_url(poller) -> str:
+    """The Azure-AsyncOperation URL an SDK poller follows ("" when it has none)."""
+    try:
+        return poller.polling_method()._operation.get_polling_url() or ""  # azure-core's LRO operation
+    except Exception:  # noqa: BLE001 - any SDK that keeps it elsewhere: the reason is then read from logs only
+        return ""
+
+
 def _params_tag(params: dict) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"))
 
@@ -506,7 +514,7 @@ class AzureMLBackend(MLBackend):
         except (BackendError, OSError) as exc:
             log.info("no logs for %s: %s", job_id, exc)
         if status != "Completed":
-            error = (job.properties or {}).get("error", "")
+            error = self._job_error(ml, job_id)
             return TrainingStatus("failed", log=log_text,
                                   error=f"The Azure ML job ended {status}. {error}".strip() + "\n" + studio)
         self._download(self._output_path(job_id, "model"), folder / "model")
@@ -515,6 +523,23 @@ class AzureMLBackend(MLBackend):
         except (OSError, ValueError) as exc:
             return TrainingStatus("failed", log=log_text, error=f"Could not read the job's metrics.json: {exc}")
         return TrainingStatus("succeeded", log=log_text, metrics=metrics)
+
+    @staticmethod
+    def _job_error(ml, job_id: str) -> str:
+        """Why a job failed, in Azure's words: the ARM job has no error field; run history has (it is what the SDK's
+        jobs.stream prints). Empty when run history cannot be read."""
+        try:
+            with calling(f"Reading the run history of job {job_id}"):
+                details = ml.jobs._runs_operations.get_run_details(job_id)  # the SDK's own client; no public call
+        except (BackendError, AttributeError) as exc:
+            log.info("no run history for %s: %s", job_id, exc)
+            return ""
+        root = getattr(getattr(details, "error", None), "error", None)
+        if root is None:
+            return ""
+        words = [f"{root.code}: {root.message}" if getattr(root, "code", None) else (root.message or "")]
+        _detail_messages(root, words)
+        return " — ".join(w for w in words if w)[:MAX_MESSAGE_CHARS]
 
     def training_cancel(self, job_id: str) -> None:
         ml = self.client()
@@ -701,8 +726,12 @@ class AzureMLBackend(MLBackend):
             # The endpoint's own kind decides the deployment's (the staging setting may have changed since).
             kind = _kind_of(endpoint)
             with calling(f"Creating deployment {name} on {endpoint_name}"):
-                ml.online_deployments.begin_create_or_update(self._deployment_entity(config, {**ref, "kind": kind}))
-            return DeploymentState("starting")
+                poller = ml.online_deployments.begin_create_or_update(
+                    self._deployment_entity(config, {**ref, "kind": kind}))
+            # The operation's status is where Azure says why a deployment failed (image, quota, validation): kept
+            # on the ref, read if it fails.
+            operation = _operation_url(poller)
+            return DeploymentState("starting", ref={**ref, "operation": operation} if operation else None)
         state = deployment.provisioning_state
         if _model_uri(deployment.model) not in ("", ref["model"]):
             if state == "Deleting":
@@ -712,9 +741,33 @@ class AzureMLBackend(MLBackend):
         if state == "Succeeded":
             return DeploymentState("healthy")
         if state in ("Failed", "Canceled"):
-            return DeploymentState("failed", error=f"Azure ML reports the deployment {state.lower()}.\n"
+            reason = self._operation_error(ml, ref.get("operation", ""))
+            return DeploymentState("failed", error=f"Azure ML reports the deployment {state.lower()}"
+                                                   + (f": {reason}" if reason else ".") + "\n"
                                                    + self.deployment_logs(ref, 40))
         return DeploymentState("starting")
+
+    @staticmethod
+    def _operation_error(ml, url: str) -> str:
+        """The error of a long-running operation, in Azure's words ("" when there is none or it cannot be read)."""
+        if not url.startswith("https://"):
+            return ""
+        from azure.core.rest import HttpRequest
+
+        try:
+            with calling("Reading the deployment's operation"):
+                # The SDK keeps no public way to read an operation later: its own authenticated ARM pipeline does.
+                response = ml.online_deployments._online_deployment._client.send_request(HttpRequest("GET", url))
+                body = response.json() if response.status_code == 200 else {}
+        except (BackendError, AttributeError, ValueError) as exc:
+            log.info("could not read operation %s: %s", url, exc)
+            return ""
+        error = (body or {}).get("error") or {}
+        words = [f"{error['code']}: {error.get('message', '')}" if error.get("code") else error.get("message", "")]
+        for detail in (error.get("details") or [])[:10]:
+            if detail.get("message") and detail["message"] not in words:
+                words.append(detail["message"])
+        return " — ".join(w for w in words if w)[:MAX_MESSAGE_CHARS]
 
     def deployment_logs(self, ref: dict, lines: int = 200) -> str:
         ml = self.client()
@@ -737,12 +790,40 @@ class AzureMLBackend(MLBackend):
             ml.online_endpoints.begin_create_or_update(endpoint)
 
     def endpoint_traffic_applied(self, *, endpoint_name: str, traffic: dict[str, int]) -> bool:
+        """Applied once the endpoint is Succeeded with this split. An update that failed (the endpoint is Failed)
+        or never arrived (a worker stopped between the portal's write and the PUT) is sent again."""
         ml = self.client()
         with calling(f"Reading endpoint {endpoint_name}"):
             endpoint = ml.online_endpoints.get(endpoint_name)
         live = {name: int(p) for name, p in (endpoint.traffic or {}).items() if int(p)}
         wanted = {name: int(p) for name, p in traffic.items() if int(p)}
-        return endpoint.provisioning_state == "Succeeded" and live == wanted
+        state = endpoint.provisioning_state
+        if state == "Succeeded" and live == wanted:
+            return True
+        if state in ("Succeeded", "Failed"):
+            log.info("endpoint %s is %s routing %s, not %s: sending the traffic again", endpoint_name, state, live,
+                     wanted)
+            endpoint.traffic = {name: int(percent) for name, percent in traffic.items()}
+            try:
+                with calling(f"Setting the traffic of {endpoint_name} again"):
+                    ml.online_endpoints.begin_create_or_update(endpoint)
+            except BackendError as exc:
+                if exc.permanent:
+                    raise  # refused outright: the caller says why
+                log.info("traffic of %s not sent again yet: %s", endpoint_name, exc)
+        return False
+
+    def endpoint_traffic_status(self, endpoint_name: str) -> str:
+        try:
+            endpoint = _found(f"Reading endpoint {endpoint_name}", self.client().online_endpoints.get, endpoint_name)
+        except BackendError as exc:
+            return str(exc)
+        if endpoint is None:
+            return f"endpoint {endpoint_name} is gone from the workspace."
+        split = ", ".join(f"{n} {int(p)}%" for n, p in sorted((endpoint.traffic or {}).items()) if int(p))
+        state = getattr(endpoint.provisioning_state, "value", endpoint.provisioning_state)
+        return (f"Azure ML reports endpoint {endpoint_name} {state}, routing {split or 'nothing'}"
+                + (" (its last update failed; it was sent again)." if state == "Failed" else "."))
 
     def endpoint_access(self, endpoint_name: str) -> EndpointAccess:
         ml = self.client()

@@ -122,6 +122,7 @@ class DeployedRef:
 class DeploymentState:
     state: str  # "starting", "healthy" or "failed"
     error: str = ""
+    ref: dict | None = None  # the ref to keep from now on, when the backend learned more (e.g. its operation)
 
 
 @dataclass(frozen=True)
@@ -263,8 +264,13 @@ class MLBackend(abc.ABC):
         """Make the platform route the endpoint's requests by these weights (deployment name -> percent)."""
 
     def endpoint_traffic_applied(self, *, endpoint_name: str, traffic: dict[str, int]) -> bool:
-        """Whether the platform routes by these weights yet (a platform may take a while to apply them)."""
+        """Whether the platform routes by these weights yet (a platform may take a while to apply them). A backend
+        whose platform lost or failed the update sends it again here."""
         return True
+
+    def endpoint_traffic_status(self, endpoint_name: str) -> str:
+        """What the platform reports of the endpoint's routing, in words, for a message saying why it is late."""
+        return ""
 
     # The portal's router: a backend whose endpoints the router serves (local) keeps its routing table from these;
     # one whose platform serves them (azureml) has nothing to do.

@@ -245,10 +245,15 @@ def test_deployment_whose_operation_fails_is_failed_with_the_reason(azure, engin
     backend = get_backend("azureml")
     version = version_on_azure(engineer, backend)
     staging = services.endpoint_create(name="titanic-staging", stage="staging", profile=kube_profile, actor=engineer)
-    azure.fail_operation(r"/onlineEndpoints/titanic-staging/deployments/green", "Not enough quota for Standard_DS3_v2.")
+    azure.fail_operation(r"/onlineEndpoints/titanic-staging/deployments/green", "Not enough quota for Standard_DS3_v2.",
+                         code="QuotaExceeded")
     green = poll_until_settled(start(staging, version, "green", engineer))
     assert green.status == Deployment.Status.FAILED
-    assert "Azure ML reports the deployment failed" in green.error
+    # The operation's own error: container logs are empty for quota, image and validation failures. It stays on
+    # the row after the failed deployment is removed from Azure.
+    assert "Azure ML reports the deployment failed: QuotaExceeded: Not enough quota for Standard_DS3_v2." in green.error
+    assert azure.find("DELETE", r"/onlineEndpoints/titanic-staging/deployments/green$")
+    assert "/mfeOperationsStatus/" in green.backend_ref["operation"]
     put = azure.find("PUT", r"/onlineEndpoints/titanic-staging/deployments/green$")[0]
     assert put.body["properties"]["endpointComputeType"] == "Managed"
     assert put.body["properties"]["instanceType"] == "Standard_DS3_v2"
@@ -311,6 +316,19 @@ def test_fixed_kubernetes_deployment_says_default_scale(azure, engineer, fixed_p
     assert put.body["sku"]["capacity"] == 3
     reported = azure.workspace.deployments[("titanic-prod", "blue")]["properties"]["scaleSettings"]
     assert reported["scaleType"] == "Default"
+
+    # A traffic update that fails in Azure is sent again, not waited on forever.
+    azure.fail_operation(r"/onlineEndpoints/titanic-prod$", "Traffic update failed: the router is restarting.")
+    services.endpoint_traffic_set(endpoint=prod, traffic={"blue": 100}, actor=engineer,
+                                  promotion=running_promotion(prod, blue.model_version, engineer))
+    wait_for(lambda: azure.workspace.endpoints["titanic-prod"]["properties"]["provisioningState"] == "Failed",
+             timeout=20, message="the traffic update to fail")
+    assert "titanic-prod Failed, routing nothing (its last update failed; it was sent again)" in \
+        backend.endpoint_traffic_status("titanic-prod")
+    wait_for(lambda: backend.endpoint_traffic_applied(endpoint_name="titanic-prod", traffic={"blue": 100}),
+             timeout=20, message="the traffic to be sent again and applied")
+    puts = [r.body["properties"].get("traffic") for r in azure.find("PUT", r"/onlineEndpoints/titanic-prod$")]
+    assert puts[-2:] == [{"blue": 100}, {"blue": 100}]  # the failed one, and the one sent again
 
 
 def test_connection_check_reads_the_clusters_instance_types_and_refuses_a_failed_compute(azure, admin_user,
@@ -392,3 +410,19 @@ def unchecked_entity(backend, config, ref):
     """The backend's deployment body without its own checks: what Azure gets if the portal did not check."""
     with mock.patch.object(type(backend), "_serving_problems", staticmethod(lambda *args: [])):
         return backend._deployment_entity(config, ref)
+
+
+def test_failed_jobs_say_why_from_run_history_even_before_the_script_starts(azure):
+    """The ARM job has no error field; the reason is in run history (what the SDK's jobs.stream reads)."""
+    backend = get_backend("azureml")
+    status = train(backend, "job-crash", params={**SMALL, "max_features": "bogus"})  # argparse exits 2
+    assert status.state == "failed"
+    assert "UserError: Execution failed. User process 'bash' exited with status code" in status.error
+    assert azure.find("GET", r"/history/v1\.0/.*/runs/job-crash/details$")
+
+    AzureMLWorkspace.objects.filter(pk=1).update(training_environment="azureml:AzureML-nope@latest")
+    status = train(backend, "job-bad-env")
+    assert status.state == "failed"
+    assert "Environment azureml:AzureML-nope@latest could not be resolved or built" in status.error
+    assert not azure.workspace.runs["job-bad-env"].log_path.exists() or \
+        not azure.workspace.runs["job-bad-env"].log_path.read_text()  # the script never ran

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
@@ -212,3 +213,16 @@ def test_hostile_yaml_through_the_page_gets_a_small_refusal_and_saves_nothing(ad
     assert len(response.content) < 10_000 + len(text)  # the page, the message and the textarea echoing the input
     assert body.count("Not accepted —") == 1  # said once
     assert not DeploymentProfile.objects.exists() and AuditEvent.objects.count() == before
+
+
+@pytest.mark.django_db
+def test_decimal_amounts_are_kept_as_written(admin_user):
+    """0.1 or 0.3 CPU is not a float's 0.1000000000000000055…, which the profile's two decimal places refuse."""
+    from deployments.serving import services
+
+    profile, _ = services.profile_import(name="small", text="computeType: AKS\ncontainerResourceRequirements:\n"
+                                                            "  cpu: 0.3\n  memoryInGB: 0.7\n", actor=admin_user)
+    assert (str(profile.cpu_request), str(profile.memory_request_gb)) == ("0.3", "0.7")
+    with pytest.raises(ValidationError, match="no more than 2 decimal places"):
+        services.profile_import(name="fine", text="computeType: ACI\ncontainerResourceRequirements:\n  cpu: 0.125\n",
+                                actor=admin_user)

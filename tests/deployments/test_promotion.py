@@ -1,5 +1,6 @@
 """The promotion pipeline end to end on the local backend: real workers, real inference servers, the router."""
 from itertools import pairwise
+from unittest import mock
 
 import pytest
 import requests
@@ -17,6 +18,7 @@ from deployments.models import (
 )
 from deployments.promotions import services as promotions
 from deployments.serving import services
+from mlopsportal.backends import get_backend
 from tests.conftest import wait_for
 
 from .conftest import make_version
@@ -363,3 +365,32 @@ def test_runs_left_running_by_a_dead_worker_are_stopped_when_their_promotion_end
     running.refresh_from_db()
     assert smoke.status == "stopped" and smoke.finished_at is not None
     assert running.status == "running"  # its promotion still runs: it may yet finish
+
+
+def test_traffic_the_platform_never_applies_times_out_and_restores_production(router, engineer, setup,
+                                                                              titanic_outputs, settings):
+    """A traffic step waits for the platform, but not forever: past MLOPS_TRAFFIC_TIMEOUT_SECONDS it fails with what
+    the platform reports, and production's split is put back."""
+    staging, prod = setup
+    v1 = make_version(engineer, titanic_outputs)
+    v2 = make_version(engineer, titanic_outputs, job_suffix="-v2")
+    blue = Deployment.objects.create(endpoint=prod, name="blue", model_version=v1, status="healthy", traffic=100,
+                                     scoring_url="http://127.0.0.1:9/score", backend_ref={"dir": "x/blue", "port": 9})
+    green = Deployment.objects.create(endpoint=prod, name="green", model_version=v2, status="healthy", traffic=0,
+                                      scoring_url="http://127.0.0.1:9/score", backend_ref={"dir": "x/green", "port": 9})
+    promotion = Promotion.objects.create(version=v2, production_endpoint=prod, staging_endpoint=staging,
+                                         requested_by=engineer, approval_required=False, traffic_steps=[50, 100],
+                                         previous_traffic={"blue": 100}, production_deployment=green)
+    PromotionStep.objects.create(promotion=promotion, position=0, kind="traffic", percent=50, label="50%")
+    settings.MLOPS_TRAFFIC_TIMEOUT_SECONDS = 3
+    backend = type(get_backend())
+    with mock.patch.object(backend, "endpoint_traffic_applied", return_value=False), \
+            mock.patch.object(backend, "endpoint_traffic_status", return_value="the router answers 503."):
+        wait_for(lambda: promotions.promotion_advance(promotion_id=promotion.pk) is None
+                 and Promotion.objects.get(pk=promotion.pk).state == "failed", timeout=20, interval=1,
+                 message="the traffic step to time out")
+    promotion.refresh_from_db()
+    assert promotion.failure_reason.endswith(
+        "The platform did not route 50% to green within 3 s: the router answers 503.")
+    blue.refresh_from_db(), green.refresh_from_db()
+    assert (blue.traffic, green.traffic) == (100, 0)

@@ -36,6 +36,7 @@ from .common import (
 from .online import OnlineServing
 from .workloads import DeploymentServer, JobRun, tail
 
+CURATED_ENVIRONMENTS = ("AzureML-sklearn-1.5", "AzureML-sklearn-1.0", "AzureML-minimal-ubuntu22.04-py39-cpu-inference")
 JOB_OUTPUT_URI = re.compile(r"^azureml://jobs/(?P<job>[^/]+)/outputs/(?P<output>[^/]+)(?:/paths/(?P<sub>.*))?/?$")
 TERMINAL_JOB = {"Completed", "Failed", "Canceled"}
 
@@ -73,6 +74,7 @@ class Workspace(OnlineServing):
         self.codes: dict[tuple[str, str], dict] = {}
         self.jobs: dict[str, dict] = {}
         self.runs: dict[str, JobRun] = {}
+        self.run_errors: dict[str, dict] = {}  # run history's error of a failed job (the ARM job has none)
         self.models: dict[tuple[str, str], dict] = {}
         self.endpoints: dict[str, dict] = {}
         self.deployments: dict[tuple[str, str], dict] = {}
@@ -340,6 +342,11 @@ class Workspace(OnlineServing):
         self.jobs[name] = body
         self.runs[name] = JobRun(self.root / "jobs" / name, code, command, env)
         self.runs[name].start_at = time.monotonic() + self.job_queue_seconds
+        environment = props.get("environmentId") or ""
+        if not any(environment.startswith(f"azureml:{known}") for known in CURATED_ENVIRONMENTS):
+            # Accepted (the SDK passes curated labels through unresolved), then failed while preparing: the reason
+            # is only in run history, and the script never ran, so there are no logs.
+            self.runs[name].never_starts = True
         return 201, {}, body
 
     def job_get(self, req, name):
@@ -367,6 +374,14 @@ class Workspace(OnlineServing):
 
     def _tick_job(self, name: str, job: dict) -> None:
         props, run = job["properties"], self.runs[name]
+        if props["status"] == "Queued" and time.monotonic() >= run.start_at and getattr(run, "never_starts", False):
+            with self.lock:
+                props["status"] = "Failed"
+                props["properties"]["EndTimeUtc"] = now_iso()
+                self.run_errors[name] = {"code": "UserError", "message": (
+                    f"Environment {props.get('environmentId')} could not be resolved or built: the image was not "
+                    "found. Check the environment's name and version, or its build log in the studio.")}
+            return
         if props["status"] == "Queued" and time.monotonic() >= run.start_at:
             run.start()
             with self.lock:
@@ -387,9 +402,9 @@ class Workspace(OnlineServing):
                     props["status"] = "Completed"
                 else:
                     props["status"] = "Failed"
-                    props["properties"]["error"] = (
+                    self.run_errors[name] = {"code": "UserError", "message": (
                         f"Execution failed. User process 'bash' exited with status code {code}. Please check log "
-                        f"file 'user_logs/std_log.txt' for error details. Error: {tail(run.log_path, 5)}")
+                        f"file 'user_logs/std_log.txt' for error details. Error: {tail(run.log_path, 5)}")}
 
     # --- models ----------------------------------------------------------------------------------------------------
     def model_put(self, req, name, version):

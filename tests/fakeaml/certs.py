@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-NAMES = ["management.azure.com", "*.blob.core.windows.net"]
+NAMES = ["management.azure.com", "*.blob.core.windows.net", "*.api.azureml.ms"]
 
 
 def generate(directory: Path) -> tuple[Path, Path]:

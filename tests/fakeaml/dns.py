@@ -22,7 +22,7 @@ def routed(host) -> bool:
     if not isinstance(host, str):
         return False
     host = host.lower().rstrip(".")
-    return host == "management.azure.com" or host.endswith(".blob.core.windows.net")
+    return host == "management.azure.com" or host.endswith((".blob.core.windows.net", ".api.azureml.ms"))
 
 
 def _getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):

@@ -30,7 +30,7 @@ from . import certs
 from .arm import Workspace
 from .blobs import BlobStore
 from .blobs import _error as blob_error
-from .common import ACCOUNT, CONTAINER, PROVIDER, REGION, RG, SUB, TENANT, WS, error
+from .common import ACCOUNT, CONTAINER, PROVIDER, REGION, RG, SUB, TENANT, WS, error, now_iso
 from .dns import ENV_PORT
 from .workloads import alive
 
@@ -38,6 +38,9 @@ WS_PATH = re.compile(rf"^/subscriptions/{SUB}/resourceGroups/{RG}/providers/{PRO
                      re.I)
 OPS_PATH = re.compile(rf"^/subscriptions/{SUB}/providers/{PROVIDER}/locations/{REGION}/"
                       rf"(?P<kind>mfeOperationsStatus|mfeOperationResults)/(?P<id>[^/]+)$", re.I)
+# Run history, on the region's api.azureml.ms host that the workspace's discovery URL names.
+RUN_DETAILS_PATH = re.compile(rf"^/history/v1\.0/subscriptions/{SUB}/resourceGroups/{RG}/providers/{PROVIDER}/"
+                              rf"workspaces/{WS}/runs/(?P<run>[^/]+)/details$", re.I)
 N = r"(?P<name>[^/]+)"
 V = r"(?P<version>[^/]+)"
 E = r"(?P<endpoint_name>[^/]+)"
@@ -384,10 +387,43 @@ class FakeAzureML:
         if response is None:
             if request.host.split(":")[0].endswith(".blob.core.windows.net"):
                 response = self._blob(request, headers, body)
+            elif request.host.split(":")[0].endswith(".api.azureml.ms"):
+                response = self._dataplane(request, headers)
             else:
                 response = self._arm(request, headers)
         request.status = response[0]
         return response
+
+    def _dataplane(self, request: Request, headers):
+        """The region's api.azureml.ms: the workspace's discovery document and run history's run details."""
+        if not (headers.get("Authorization") or "").startswith("Bearer ") and request.path != "/discovery":
+            status, extra, body = error(401, "AuthenticationFailed", "The 'Authorization' header is missing.")
+        elif request.method == "GET" and request.path == "/discovery":
+            base = f"https://{request.host.split(':')[0]}"
+            status, extra, body = 200, {}, {key: base for key in (
+                "api", "catalog", "experimentation", "gallery", "history", "hyperdrive", "labeling",
+                "modelmanagement", "pipelines", "studiometadata")}
+        elif request.method == "GET" and RUN_DETAILS_PATH.match(request.path):
+            status, extra, body = self._run_details(RUN_DETAILS_PATH.match(request.path).group("run"))
+        else:
+            status, extra, body = error(404, "NotFound", f"No route for {request.method} {request.path} in this fake.")
+        extra = {**extra, "Content-Type": "application/json; charset=utf-8"}
+        return status, extra, json.dumps(body).encode()
+
+    def _run_details(self, run_id: str):
+        ws = self.workspace
+        with ws.lock:
+            job = ws.jobs.get(run_id)
+            if job is None:
+                return error(404, "NotFound", f"Run {run_id} was not found.")
+            props = job["properties"]
+            details = {"runId": run_id, "status": props["status"], "target": props.get("computeId", "").rsplit("/", 1)[-1],
+                       "startTimeUtc": props["properties"].get("StartTimeUtc"),
+                       "endTimeUtc": props["properties"].get("EndTimeUtc"), "warnings": [], "tags": props.get("tags") or {},
+                       "properties": {}, "logFiles": {}}
+            if run_id in ws.run_errors:
+                details["error"] = {"error": dict(ws.run_errors[run_id]), "time": now_iso()}
+        return 200, {}, details
 
     def _blob(self, request: Request, headers, body):
         if "Authorization" not in headers and "sig" not in request.query:

@@ -279,7 +279,8 @@ def test_job_cancel_and_failure(fake_aml, tmp_path):
                                          compute="cpu-cluster", environment_variables={"MODE": "fast"}))
     assert len(fake_aml.find("PUT", r"/codes/[^/]+/versions/1$")) == 1  # the same snapshot is reused by its hash
     assert job_status(ml, "crasher")[-1] == "Failed"
-    error = ml.jobs.get("crasher").properties["error"]
+    assert "error" not in ml.jobs.get("crasher").properties  # as in the REST CommandJob: the reason is elsewhere
+    error = ml.jobs._runs_operations.get_run_details("crasher").error.error.message  # run history, as jobs.stream
     assert "exited with status code 3" in error
     assert "working fast None" in error  # the job's own variables, not the submitter's environment
     wait_for(lambda: ml.jobs.get("sleeper").status == "Running", 10, "sleeper running")
