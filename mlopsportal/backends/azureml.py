@@ -155,6 +155,10 @@ def translate(exc: BaseException, doing: str) -> BackendError:
             # Another operation is still running on the resource: try again once it has ended.
             return BackendError(message, permanent=False, retry_after=_retry_after(exc) or 10)
         if status == 403:
+            if _from_storage(exc):
+                return BackendError(f"{message}. The workspace's storage account refused the portal's identity: with "
+                                    "an identity-based datastore it needs Storage Blob Data Contributor on that "
+                                    "account (see the README).")
             return BackendError(f"{message}. The portal's identity needs a role on the workspace (see the README).")
         return BackendError(message)
     if isinstance(exc, (ServiceRequestError, ServiceResponseError, TimeoutError, ConnectionError)):
@@ -184,6 +188,13 @@ def _detail_messages(error, words: list[str], depth: int = 0) -> None:
             words.append(message)
         if depth < 3:
             _detail_messages(detail, words, depth + 1)
+
+
+def _from_storage(exc) -> bool:
+    """Whether the refusal came from the storage account (blob host), not from Azure ML's ARM API."""
+    response = getattr(exc, "response", None)
+    request = getattr(response, "request", None)
+    return ".blob." in str(getattr(request, "url", "") or "")
 
 
 def _retry_after(exc) -> float | None:

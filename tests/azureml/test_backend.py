@@ -162,6 +162,7 @@ def test_refused_code_upload_fails_the_submit_instead_of_hanging(azure):
                                 compute_target="cpu-cluster", experiment_name="titanic", timeout_seconds=300)
     assert time.monotonic() - started < 60
     assert refused.value.permanent and "job-403" in str(refused.value)
+    assert "storage account refused" in str(refused.value) and "Storage Blob Data Contributor" in str(refused.value)
     assert not azure.find("PUT", r"/jobs/job-403$")
 
 
