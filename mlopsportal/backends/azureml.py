@@ -513,7 +513,7 @@ class AzureMLBackend(MLBackend):
         ml = self.client()
         with calling(f"Reading job {job_id}"):
             job = ml.jobs.get(job_id)
-        status = job.status or "Unknown"
+        status = str(getattr(job.status, "value", job.status) or "Unknown")  # an SDK enum, or a plain string
         studio = f"Azure ML job {job_id}: {status}." + (f" Studio: {job.studio_url}" if job.studio_url else "")
         if status in RUNNING_JOB_STATES:
             return TrainingStatus("running", log=studio)
@@ -613,7 +613,7 @@ class AzureMLBackend(MLBackend):
             return ManagedOnlineEndpoint(name=name, auth_mode="key", tags=tags)
         return KubernetesOnlineEndpoint(name=name, compute=config.aks_compute, auth_mode="key", tags=tags)
 
-    def _deployment_entity(self, config, ref: dict):
+    def _deployment_entity(self, config, ref: dict, *, checked: bool = True):
         from azure.ai.ml.entities import (
             CodeConfiguration,
             DefaultScaleSettings,
@@ -627,7 +627,7 @@ class AzureMLBackend(MLBackend):
 
         s = ref["settings"]
         kind = ref["kind"]
-        problems = self._serving_problems(config, s, kind)
+        problems = self._serving_problems(config, s, kind) if checked else []
         if problems:
             raise BackendError(" ".join(problems))
         concurrency = s["max_concurrent_requests_per_instance"]
@@ -738,7 +738,7 @@ class AzureMLBackend(MLBackend):
             kind = _kind_of(endpoint)
             with calling(f"Creating deployment {name} on {endpoint_name}"):
                 poller = ml.online_deployments.begin_create_or_update(
-                    self._deployment_entity(config, {**ref, "kind": kind}))
+                    self._deployment_entity(config, {**ref, "kind": kind}, checked=not ref.get("unchecked")))
             # The operation's status is where Azure says why a deployment failed (image, quota, validation): kept
             # on the ref, read if it fails.
             operation = _operation_url(poller)

@@ -1,7 +1,6 @@
 """The azureml backend's calls as the fake Azure ML sees them (method, path, api-version, body), and its faults."""
 import time
 from pathlib import Path
-from unittest import mock
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -409,8 +408,7 @@ def test_the_fake_refuses_what_azure_refuses_in_a_deployment(azure, engineer):
 
 def unchecked_entity(backend, config, ref):
     """The backend's deployment body without its own checks: what Azure gets if the portal did not check."""
-    with mock.patch.object(type(backend), "_serving_problems", staticmethod(lambda *args: [])):
-        return backend._deployment_entity(config, ref)
+    return backend._deployment_entity(config, ref, checked=False)
 
 
 def test_failed_jobs_say_why_from_run_history_even_before_the_script_starts(azure):
@@ -418,7 +416,7 @@ def test_failed_jobs_say_why_from_run_history_even_before_the_script_starts(azur
     backend = get_backend("azureml")
     status = train(backend, "job-crash", params={**SMALL, "max_features": "bogus"})  # argparse exits 2
     assert status.state == "failed"
-    assert "UserError: Execution failed. User process 'bash' exited with status code" in status.error
+    assert "The Azure ML job ended Failed. UserError: Execution failed. User process 'bash' exited with status code" in status.error
     assert azure.find("GET", r"/history/v1\.0/.*/runs/job-crash/details$")
 
     AzureMLWorkspace.objects.filter(pk=1).update(training_environment="azureml:AzureML-nope@latest")
