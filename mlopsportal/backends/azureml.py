@@ -228,12 +228,26 @@ def instance_type_limits(compute_properties: dict) -> tuple[dict, str]:
     return types, props.get("default_instance_type") or props.get("defaultInstanceType") or ""
 
 
-def _operation_url(poller) -> str:
-    """The Azure-AsyncOperation URL an SDK poller follows ("" when it has none)."""
-    try:
-        return poller.polling_method()._operation.get_polling_url() or ""  # azure-core's LRO operation
-    except Exception:  # noqa: BLE001 - any SDK that keeps it elsewhere: the reason is then read from logs only
+def _detached(poller) -> str:
+    """The Azure-AsyncOperation URL an SDK poller follows ("" when it has none), and the poller stopped.
+
+    Every begin_* of the SDK starts a thread that polls the operation until it ends (printing a dot to stdout at
+    each poll); the portal polls from its own rescheduled tasks instead, so in a worker those threads would only
+    add ARM calls and noise for each operation's lifetime. The poller is told it is finished: its thread ends at
+    its next wake-up without another call."""
+    if poller is None:
         return ""
+    url = ""
+    try:
+        method = poller.polling_method()
+        url = method._operation.get_polling_url() or ""  # azure-core's LRO operation (no public accessor)
+        # A finished state, now and at the thread's next step (which would poll; a poll already in flight may
+        # overwrite the first): its loop ends there.
+        method._status = "Canceled"
+        method.update_status = lambda: setattr(method, "_status", "Canceled")
+    except Exception:  # noqa: BLE001 - a poller shaped otherwise keeps polling; the reason comes from logs then
+        log.debug("could not detach poller %r", poller, exc_info=True)
+    return url
 
 
 def _params_tag(params: dict) -> str:
@@ -555,7 +569,7 @@ class AzureMLBackend(MLBackend):
     def training_cancel(self, job_id: str) -> None:
         ml = self.client()
         with calling(f"Canceling job {job_id}"):
-            ml.jobs.begin_cancel(job_id)
+            _detached(ml.jobs.begin_cancel(job_id))
 
     # --- registry and artifacts -------------------------------------------------------------------------------
     def model_register(self, *, job_id: str, model_name: str, version: int) -> RegisteredArtifact:
@@ -711,7 +725,7 @@ class AzureMLBackend(MLBackend):
         if _found(f"Reading endpoint {name}", ml.online_endpoints.get, name) is not None:
             return
         with calling(f"Creating endpoint {name}"):
-            ml.online_endpoints.begin_create_or_update(self._endpoint_entity(config, name, kind))
+            _detached(ml.online_endpoints.begin_create_or_update(self._endpoint_entity(config, name, kind)))
 
     def deployment_state(self, ref: dict) -> DeploymentState:
         return self._deployment_state(ref, submit_missing=False)
@@ -741,7 +755,7 @@ class AzureMLBackend(MLBackend):
                     self._deployment_entity(config, {**ref, "kind": kind}, checked=not ref.get("unchecked")))
             # The operation's status is where Azure says why a deployment failed (image, quota, validation): kept
             # on the ref, read if it fails.
-            operation = _operation_url(poller)
+            operation = _detached(poller)
             return DeploymentState("starting", ref={**ref, "operation": operation} if operation else None)
         state = deployment.provisioning_state
         if _model_uri(deployment.model) not in ("", ref["model"]):
@@ -790,15 +804,15 @@ class AzureMLBackend(MLBackend):
     def deployment_delete(self, ref: dict) -> None:
         ml = self.client()
         # Already gone (404) is what was asked for.
-        _found(f"Deleting deployment {ref['deployment']}", ml.online_deployments.begin_delete, ref["deployment"],
-               ref["endpoint"])
+        _detached(_found(f"Deleting deployment {ref['deployment']}", ml.online_deployments.begin_delete,
+                         ref["deployment"], ref["endpoint"]))
 
     def endpoint_traffic_apply(self, *, endpoint_name: str, traffic: dict[str, int]) -> None:
         ml = self.client()
         with calling(f"Setting the traffic of {endpoint_name}"):
             endpoint = ml.online_endpoints.get(endpoint_name)
             endpoint.traffic = {name: int(percent) for name, percent in traffic.items()}
-            ml.online_endpoints.begin_create_or_update(endpoint)
+            _detached(ml.online_endpoints.begin_create_or_update(endpoint))
 
     def endpoint_traffic_applied(self, *, endpoint_name: str, traffic: dict[str, int]) -> bool:
         """Applied once the endpoint is Succeeded with this split. An update that failed (the endpoint is Failed)
@@ -817,7 +831,7 @@ class AzureMLBackend(MLBackend):
             endpoint.traffic = {name: int(percent) for name, percent in traffic.items()}
             try:
                 with calling(f"Setting the traffic of {endpoint_name} again"):
-                    ml.online_endpoints.begin_create_or_update(endpoint)
+                    _detached(ml.online_endpoints.begin_create_or_update(endpoint))
             except BackendError as exc:
                 if exc.permanent:
                     raise  # refused outright: the caller says why

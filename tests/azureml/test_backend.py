@@ -1,4 +1,5 @@
 """The azureml backend's calls as the fake Azure ML sees them (method, path, api-version, body), and its faults."""
+import threading
 import time
 from pathlib import Path
 
@@ -304,7 +305,7 @@ def fixed_profile(db):
         request_timeout_ms=60000, max_concurrent_requests_per_instance=2)
 
 
-def test_fixed_kubernetes_deployment_says_default_scale(azure, engineer, fixed_profile):
+def test_fixed_kubernetes_deployment_says_default_scale(azure, engineer, fixed_profile, capsys):
     """With no scaleSettings Azure autoscales a Kubernetes deployment; a fixed profile must say Default."""
     backend = get_backend("azureml")
     version = version_on_azure(engineer, backend, job_name="job-fixed")
@@ -329,6 +330,11 @@ def test_fixed_kubernetes_deployment_says_default_scale(azure, engineer, fixed_p
              timeout=20, message="the traffic to be sent again and applied")
     puts = [r.body["properties"].get("traffic") for r in azure.find("PUT", r"/onlineEndpoints/titanic-prod$")]
     assert puts[-2:] == [{"blue": 100}, {"blue": 100}]  # the failed one, and the one sent again
+
+    # The SDK's pollers were stopped: no thread keeps polling (and printing dots) for each operation's lifetime.
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name.startswith("LROPoller(") and t.is_alive()],
+             timeout=15, message="the SDK's poller threads to end")
+    assert "..." not in capsys.readouterr().out
 
 
 def test_connection_check_reads_the_clusters_instance_types_and_refuses_a_failed_compute(azure, admin_user,
