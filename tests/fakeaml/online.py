@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 
+from . import spec
 from .common import REGION, TENANT, TYPE, WS, WS_ID, error, not_found, now_iso, quantity, seconds, system_data
 from .workloads import DeploymentServer, tail
 
@@ -27,7 +28,19 @@ class OnlineServing:
             return error(400, "BadArgument", f"Traffic values must add up to 0 or 100, not {total}.")
         return None
 
+    @staticmethod
+    def _refused_by_spec(kind: str, body):
+        """HTTP 400 when the body breaks the REST spec (tests/fakeaml/spec.py), with each reason in details[]."""
+        found = spec.problems(kind, body)
+        if not found:
+            return None
+        return 400, {}, {"error": {"code": "UserError", "message": "The request is invalid.",
+                                   "details": [{"code": "InvalidRequestContent", "message": p} for p in found[:10]]}}
+
     def endpoint_put(self, req, name):
+        refused = self._refused_by_spec("endpoint", req.body)
+        if refused:
+            return refused
         body = req.body or {}
         props = dict(body.get("properties") or {})
         existing = self.endpoints.get(name)
@@ -137,6 +150,9 @@ class OnlineServing:
             return not_found("Online endpoint", endpoint_name)
         if endpoint["properties"]["provisioningState"] == "Deleting":
             return error(409, "Conflict", f"Endpoint '{endpoint_name}' is being deleted.")
+        refused = self._refused_by_spec("deployment", req.body)
+        if refused:
+            return refused
         body = req.body or {}
         props = dict(body.get("properties") or {})
         key = (endpoint_name, name)
