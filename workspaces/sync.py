@@ -125,7 +125,9 @@ def azureml_sync() -> list[str]:
     backend = get_backend()
     findings: list[str] = []
     try:
-        inventory = backend.inventory()
+        known = dict(RegisteredModel.objects.annotate(newest=Max("versions__version")).filter(newest__isnull=False)
+                     .values_list("name", "newest"))
+        inventory = backend.inventory(known_versions=known)
         if inventory is None:
             return []  # nothing changes outside the portal on this backend
         _sync_models(inventory.models, findings)

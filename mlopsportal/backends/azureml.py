@@ -599,7 +599,11 @@ class AzureMLBackend(MLBackend):
         if not folder.is_dir():
             def unwrap(partial: Path) -> Path:
                 source = partial / name if (partial / name).is_dir() else partial  # the SDK adds <name>/
-                children = list(source.iterdir())
+                children = list(source.iterdir()) if source.is_dir() else []
+                if not children:  # e.g. registered in the studio from a path the SDK cannot download from
+                    raise BackendError(f"Azure ML returned no files for {name} v{version}: the portal can show and "
+                                       "deploy only versions whose files it can download (registered from a job "
+                                       "output or a datastore path the portal's identity can read).")
                 if len(children) == 1 and children[0].is_dir():  # and the output folder's own name
                     return children[0]
                 return source
@@ -858,7 +862,7 @@ class AzureMLBackend(MLBackend):
         return EndpointAccess(scoring_url=endpoint.scoring_uri or "", key=getattr(keys, "primary_key", "") or "")
 
     # --- what the workspace holds, for the sync ---------------------------------------------------------------
-    def inventory(self) -> Inventory:
+    def inventory(self, known_versions: dict[str, int] | None = None) -> Inventory:
         """The workspace's endpoints (with deployments and traffic) and model versions. Production endpoints are the
         Kubernetes ones; a managed endpoint is staging (a Kubernetes staging endpoint is not told apart)."""
         ml = self.client()
@@ -879,8 +883,15 @@ class AzureMLBackend(MLBackend):
                     state=_neutral_state(endpoint.provisioning_state), scoring_url=endpoint.scoring_uri or "",
                     traffic={k: int(v) for k, v in (endpoint.traffic or {}).items()}, deployments=tuple(deployments)))
         models = []
+        known_versions = known_versions or {}
         with calling("Listing models"):
             for container in ml.models.list():
+                # One call lists the containers with their latest version; a model's versions are listed only
+                # when it has one newer than the portal knows (a shared workspace may hold hundreds of models).
+                latest = str(getattr(container, "latest_version", "") or "")
+                if latest.isdigit() and int(latest) <= known_versions.get(container.name, 0):
+                    models.append(InventoryModel(name=container.name, versions=()))
+                    continue
                 numbers = sorted(int(m.version) for m in ml.models.list(name=container.name)
                                  if str(m.version).isdigit())
                 models.append(InventoryModel(name=container.name, versions=tuple(

@@ -189,9 +189,10 @@ class MLBackend(abc.ABC):
     def connection_check(self) -> list[ConnectionCheck]:
         """What "Test connection" shows: each check in turn, stopping at the first that fails. Never raises."""
 
-    def inventory(self) -> Inventory | None:
+    def inventory(self, known_versions: dict[str, int] | None = None) -> Inventory | None:
         """What the platform holds, to find what changed there outside the portal; None when nothing can (the
-        portal's own records are the truth)."""
+        portal's own records are the truth). `known_versions` (model name -> newest version number the portal
+        has) lets a backend skip listing the versions of models with nothing newer: their versions may be empty."""
         return None
 
     # --- training ---------------------------------------------------------------------------------------------

@@ -208,7 +208,7 @@ class FakeBackend(MLBackend):
             self._raise_if_failing("connection_check")
             return list(_STORE.knobs["checks"])
 
-    def inventory(self) -> Inventory:
+    def inventory(self, known_versions=None) -> Inventory:
         with _STORE.lock:
             self._raise_if_failing("inventory")
             numbers: dict[str, list[int]] = {}

@@ -431,3 +431,25 @@ def test_failed_jobs_say_why_from_run_history_even_before_the_script_starts(azur
     assert "Environment azureml:AzureML-nope@latest could not be resolved or built" in status.error
     assert not azure.workspace.runs["job-bad-env"].log_path.exists() or \
         not azure.workspace.runs["job-bad-env"].log_path.read_text()  # the script never ran
+
+
+def test_inventory_lists_versions_only_of_models_with_newer_ones(azure, engineer):
+    """A shared workspace may hold hundreds of models: the sync must not make one call per model every time."""
+    backend = get_backend("azureml")
+    version_on_azure(engineer, backend, job_name="job-inventory")
+    [model] = backend.inventory().models
+    assert [v.number for v in model.versions] == [1]
+    listed = len(azure.find("GET", r"/models/titanic/versions$"))
+    [model] = backend.inventory(known_versions={"titanic": 1}).models
+    assert model.versions == () and len(azure.find("GET", r"/models/titanic/versions$")) == listed
+    [model] = backend.inventory(known_versions={"titanic": 0}).models
+    assert [v.number for v in model.versions] == [1]
+
+
+def test_a_version_whose_files_cannot_be_fetched_says_so(azure, engineer, monkeypatch):
+    """models.download fetches nothing for some versions registered in the studio: a clear refusal, not a
+    FileNotFoundError."""
+    backend = get_backend("azureml")
+    monkeypatch.setattr(type(backend.client().models), "download", lambda self, *args, **kwargs: None)
+    with pytest.raises(BackendError, match="Azure ML returned no files for outside v2"):
+        backend.artifact_files("azureml:outside:2")
