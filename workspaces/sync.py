@@ -74,10 +74,14 @@ def _sync_endpoint(backend, item: InventoryEndpoint, findings: list[str]) -> Non
         profile = DeploymentProfile.objects.order_by("pk").first() or DeploymentProfile.objects.create(
             name="found-in-azure", description="Made by the sync for endpoints created outside the portal.")
         access = backend.endpoint_access(item.name)  # None: the portal's router serves it
+        token = access is not None and access.auth_mode != "key"
         endpoint = Endpoint.objects.create(
             name=item.name, stage=Endpoint.Stage(item.stage), profile=profile,
-            description="Found in the Azure ML workspace.", key=(access and access.key) or new_endpoint_key(),
-            platform_scoring_url=access.scoring_url if access else "", changed_outside=f"created {OUTSIDE}")
+            description="Found in the Azure ML workspace.",
+            key="" if token else (access and access.key) or new_endpoint_key(),
+            platform_scoring_url=access.scoring_url if access else "", changed_outside=f"created {OUTSIDE}" + (
+                f"; it uses {access.auth_mode} auth, so the portal has no key to call it with: switch it to key "
+                "auth in Azure ML to test and promote through it" if token else ""))
         _note(findings, endpoint, f"endpoint {endpoint.name} was created {OUTSIDE}")
     elif endpoint.platform_scoring_url:
         access = backend.endpoint_access(endpoint.name)

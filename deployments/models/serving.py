@@ -111,6 +111,9 @@ class Endpoint(models.Model):
     traffic_updated_at = models.DateTimeField(auto_now_add=True)
     changed_outside = models.CharField(
         max_length=300, blank=True, help_text="What the sync found changed in the ML platform outside the portal.")
+    platform_error = models.CharField(
+        max_length=1000, blank=True, editable=False,
+        help_text="Why the ML platform refused to create the endpoint (e.g. its name is taken in the region).")
     # Promotion policy, for production endpoints.
     approval_required = models.BooleanField(
         default=True, help_text="A manager or admin other than the requester must approve each promotion.")
@@ -120,7 +123,7 @@ class Endpoint(models.Model):
     # Revisions of the endpoint's settings and policy. Never the key (a credential), nor what the platform and the
     # traffic writes set: a revert must not bring those back.
     history = HistoricalRecords(excluded_fields=["key", "platform_scoring_url", "changed_outside",
-                                                 "traffic_updated_at"])
+                                                 "traffic_updated_at", "platform_error"])
 
     class Meta:
         ordering = ["stage", "name"]

@@ -95,12 +95,35 @@ def endpoint_create(*, name: str, stage: str, profile: DeploymentProfile, actor,
         endpoint.save()
         audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=endpoint,
                      summary=f"created {endpoint.get_stage_display().lower()} endpoint {name}")
+        # Made on the platform now, not at its first deployment: a name it refuses shows on the endpoint's page.
+        enqueue("deployments.tasks.endpoint_prepare", endpoint.pk,
+                unavailable=lambda message: log.warning("endpoint %s not prepared: %s", name, message))
     try:
         get_backend().endpoint_configure(endpoint.name, auth_enabled=endpoint.auth_enabled, key=endpoint.key,
                                          timeout_ms=endpoint.profile.request_timeout_ms)
     except BackendError as exc:  # the endpoint exists; the next routing_publish (beat's reconcile) tells the router
         log.warning("could not tell the ML platform about endpoint %s: %s", endpoint, exc)
     return endpoint
+
+
+def endpoint_prepare(*, endpoint_id: int) -> None:
+    """Have the platform make the endpoint; record its refusal on the row (and in the audit log), or clear an old
+    one. Raises BackendError when the platform may take it later (the task retries)."""
+    endpoint = Endpoint.objects.filter(pk=endpoint_id).first()
+    if endpoint is None:
+        log.warning("endpoint %s to prepare is gone", endpoint_id)
+        return
+    try:
+        get_backend().endpoint_prepare(endpoint.name, endpoint.stage)
+    except BackendError as exc:
+        if not exc.permanent:
+            raise
+        error = f"The ML platform refused to create {endpoint.name}: {exc}"[:1000]
+        with transaction.atomic():
+            Endpoint.objects.filter(pk=endpoint_id).update(platform_error=error)
+            audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=endpoint, summary=error[:500])
+        return
+    Endpoint.objects.filter(pk=endpoint_id).exclude(platform_error="").update(platform_error="")
 
 
 def endpoint_scoring_url(endpoint: Endpoint) -> str:
@@ -250,7 +273,7 @@ def deployment_poll(*, deployment_id: int) -> bool:
             if access is not None:  # the platform serves: its URL and key are the endpoint's
                 drift = deployment.endpoint.changed_outside
                 Endpoint.objects.filter(pk=deployment.endpoint_id).update(
-                    platform_scoring_url=access.scoring_url, key=access.key or deployment.endpoint.key,
+                    platform_scoring_url=access.scoring_url, key=access.key or deployment.endpoint.key, platform_error="",
                     changed_outside="" if drift.startswith("deleted") else drift)  # it is there again
             scoring_url = access.scoring_url if access is not None else deployment.scoring_url
             made_healthy = _status_write(deployment_id, was=Status.CREATING, to=Status.HEALTHY, healthy_at=now,

@@ -33,6 +33,15 @@ def deployment_poll(self, deployment_id: int) -> None:
         enqueue("deployments.tasks.deployment_poll", deployment_id, countdown=settings.MLOPS_DEPLOY_POLL_SECONDS)
 
 
+@shared_task(name="deployments.tasks.endpoint_prepare", bind=True, max_retries=10, acks_late=True,
+             soft_time_limit=60, time_limit=90)
+def endpoint_prepare(self, endpoint_id: int) -> None:
+    try:
+        services.endpoint_prepare(endpoint_id=endpoint_id)
+    except BackendError as exc:  # throttled, or a name still being released: again later
+        raise exc.retry_task(self)
+
+
 @shared_task(name="deployments.tasks.deployment_remove", bind=True, max_retries=20, acks_late=True,
              soft_time_limit=60, time_limit=90)
 def deployment_remove(self, deployment_id: int) -> None:

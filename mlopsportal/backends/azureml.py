@@ -725,6 +725,10 @@ class AzureMLBackend(MLBackend):
         self._endpoint_ensure(ml, config, spec.endpoint_name, kind)
         return DeployedRef(ref=ref, scoring_url="")
 
+    def endpoint_prepare(self, name: str, stage: str) -> None:
+        config = self.config()
+        self._endpoint_ensure(self.client(config), config, name, self._endpoint_kind(config, stage))
+
     def _endpoint_ensure(self, ml, config, name: str, kind: str) -> None:
         if _found(f"Reading endpoint {name}", ml.online_endpoints.get, name) is not None:
             return
@@ -858,6 +862,9 @@ class AzureMLBackend(MLBackend):
         ml = self.client()
         with calling(f"Reading endpoint {endpoint_name}"):
             endpoint = ml.online_endpoints.get(endpoint_name)
+            auth_mode = str(getattr(endpoint, "auth_mode", "") or "key").lower()
+            if auth_mode != "key":  # token auth (made outside the portal): there is no key to read
+                return EndpointAccess(scoring_url=endpoint.scoring_uri or "", key="", auth_mode=auth_mode)
             keys = ml.online_endpoints.get_keys(endpoint_name)
         return EndpointAccess(scoring_url=endpoint.scoring_uri or "", key=getattr(keys, "primary_key", "") or "")
 

@@ -98,6 +98,7 @@ class EndpointAccess:
     """Where clients send requests and the key they send, when the platform (not the portal's router) serves."""
     scoring_url: str
     key: str
+    auth_mode: str = "key"  # or "aml_token" / "aad_token": callers need a token, and `key` is empty
 
 
 @dataclass(frozen=True)
@@ -268,6 +269,11 @@ class MLBackend(abc.ABC):
         """Whether the platform routes by these weights yet (a platform may take a while to apply them). A backend
         whose platform lost or failed the update sends it again here."""
         return True
+
+    def endpoint_prepare(self, name: str, stage: str) -> None:
+        """Make the endpoint on the platform ahead of its first deployment, so that a name the platform refuses
+        (taken in the region, just deleted) shows when the endpoint is created. Raises BackendError."""
+        return None
 
     def endpoint_traffic_status(self, endpoint_name: str) -> str:
         """What the platform reports of the endpoint's routing, in words, for a message saying why it is late."""

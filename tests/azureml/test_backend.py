@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ValidationError
 
-from deployments.models import Deployment, DeploymentProfile
+from deployments.models import Deployment, DeploymentProfile, Endpoint
 from deployments.serving import services
 from deployments.serving.profile_import import profile_from_yaml
 from mlopsportal import examples
@@ -453,3 +453,47 @@ def test_a_version_whose_files_cannot_be_fetched_says_so(azure, engineer, monkey
     monkeypatch.setattr(type(backend.client().models), "download", lambda self, *args, **kwargs: None)
     with pytest.raises(BackendError, match="Azure ML returned no files for outside v2"):
         backend.artifact_files("azureml:outside:2")
+
+
+def test_an_endpoint_name_azure_refuses_shows_when_the_endpoint_is_created(azure, engineer, admin_client_):
+    """Endpoint names are unique per region and a deleted one is not reusable at once: the portal makes the endpoint
+    on Azure when it is created, not at its first deployment, so the refusal shows on its page."""
+    profile = DeploymentProfile.objects.create(name="p")
+    azure.workspace.taken_in_region.add("titanic-prod")
+    # (The task queued after commit is called here, as a worker would: this test's transaction never commits.)
+    prod = services.endpoint_create(name="titanic-prod", stage="production", profile=profile, actor=engineer)
+    services.endpoint_prepare(endpoint_id=prod.pk)
+    prod.refresh_from_db()
+    assert "already exists in region westeurope; endpoint names are unique per region" in prod.platform_error
+    page = admin_client_.get(prod.get_absolute_url()).content.decode()
+    assert 'data-testid="endpoint-platform-error"' in page and "unique per region" in page
+
+    # A name deleted moments ago: Azure's 409 is transient, so the task tries again later.
+    ok = services.endpoint_create(name="titanic-stg", stage="staging", profile=profile, actor=engineer)
+    services.endpoint_prepare(endpoint_id=ok.pk)
+    assert "titanic-stg" in azure.workspace.endpoints and not Endpoint.objects.get(pk=ok.pk).platform_error
+    wait_for(lambda: azure.workspace.endpoints["titanic-stg"]["properties"]["provisioningState"] == "Succeeded",
+             timeout=20)
+    azure.workspace.name_release_seconds = 60
+    backend = get_backend("azureml")
+    backend.client().online_endpoints.begin_delete(name="titanic-stg").result()
+    with pytest.raises(BackendError) as later:
+        services.endpoint_prepare(endpoint_id=ok.pk)
+    assert not later.value.permanent and "still being released" in str(later.value)
+
+
+def test_a_token_auth_endpoint_made_outside_is_adopted_without_a_made_up_key(azure):
+    """An aml_token endpoint has no key: adopting it with a random one would make every call from the portal 401."""
+    from azure.ai.ml.entities import ManagedOnlineEndpoint
+
+    from workspaces import sync
+
+    backend = get_backend("azureml")
+    backend.client().online_endpoints.begin_create_or_update(
+        ManagedOnlineEndpoint(name="token-ep", auth_mode="aml_token")).result()
+    assert backend.endpoint_access("token-ep").auth_mode == "aml_token"
+    findings = sync.azureml_sync()
+    assert "endpoint token-ep was created in Azure ML outside the portal" in " ".join(findings)
+    endpoint = Endpoint.objects.get(name="token-ep")
+    assert endpoint.key == "" and "uses aml_token auth, so the portal has no key" in endpoint.changed_outside
+    assert not azure.find("POST", r"/onlineEndpoints/token-ep/listKeys$")

@@ -225,7 +225,8 @@ def test_failing_functional_case_on_azureml_stops_before_production(azure, azure
                                            actor=engineer)
     promotion = settle(promotion, {"failed", "awaiting", "succeeded"}, timeout=240)
     assert promotion.state == "failed" and "1 of 1 cases failed" in promotion.failure_reason
-    assert not prod.deployments.exists() and not azure.find("PUT", r"/onlineEndpoints/titanic-prod")
+    # Production got its endpoint (made when it was created) and no deployment.
+    assert not prod.deployments.exists() and not azure.find("PUT", r"/onlineEndpoints/titanic-prod/deployments/")
     staging_deployment = promotion.staging_deployment
     wait_for(lambda: Deployment.objects.get(pk=staging_deployment.pk).status == Deployment.Status.DELETED,
              timeout=60, message="the staging deployment removed")

@@ -77,6 +77,9 @@ class Workspace(OnlineServing):
         self.run_errors: dict[str, dict] = {}  # run history's error of a failed job (the ARM job has none)
         self.models: dict[tuple[str, str], dict] = {}
         self.endpoints: dict[str, dict] = {}
+        self.taken_in_region: set[str] = set()  # endpoint names other workspaces of the region hold
+        self.deleted_endpoints: dict[str, float] = {}  # name -> when its delete finished
+        self.name_release_seconds = 1.0  # a deleted endpoint's name is not reusable for this long
         self.deployments: dict[tuple[str, str], dict] = {}
         self.servers: dict[tuple[str, str], DeploymentServer] = {}
         self.operations: dict[str, Operation] = {}

@@ -4,6 +4,7 @@ A mixin of Workspace (arm.py): the handlers use its state (`endpoints`, `deploym
 `start_operation`. A deployment's PUT starts a real inference server (workloads.DeploymentServer); it is Creating
 until the server answers GET / with 200, and Failed if the server dies first or never gets healthy.
 """
+import re
 import secrets
 import threading
 import time
@@ -44,6 +45,10 @@ class OnlineServing:
         body = req.body or {}
         props = dict(body.get("properties") or {})
         existing = self.endpoints.get(name)
+        if existing is None:
+            problem = self._check_new_endpoint_name(name)
+            if problem:
+                return problem
         if existing and existing["properties"]["provisioningState"] in self.BUSY:
             return error(409, "Conflict", f"An operation on endpoint '{name}' is already in progress "
                                           f"({existing['properties']['provisioningState']}).")
@@ -93,6 +98,23 @@ class OnlineServing:
         headers = self.start_operation(req, "endpoint", done, self._failer(resource))
         return (200 if existing else 201), headers, self._public(resource)
 
+    ENDPOINT_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$")
+
+    def _check_new_endpoint_name(self, name: str):
+        """Azure's rules for a new endpoint's name: its form, unique in the region (other workspaces' endpoints
+        count), and not reusable for a while after a delete."""
+        if not self.ENDPOINT_NAME.match(name):
+            return error(400, "BadArgument", f"Endpoint name '{name}' is invalid: 3 to 32 letters, digits and '-', "
+                                             "starting with a letter and not ending with '-'.")
+        if name in self.taken_in_region:
+            return error(400, "BadArgument", f"An online endpoint named '{name}' already exists in region {REGION}; "
+                                             "endpoint names are unique per region. Choose another name.")
+        deleted = self.deleted_endpoints.get(name)
+        if deleted is not None and time.time() - deleted < self.name_release_seconds:
+            return error(409, "Conflict", f"Endpoint '{name}' was deleted moments ago and its name is still being "
+                                          "released; try again in a few minutes.")
+        return None
+
     @staticmethod
     def _failer(resource: dict, server=None):
         def fail(message):
@@ -136,6 +158,7 @@ class OnlineServing:
 
         def done():
             self.endpoints.pop(name, None)
+            self.deleted_endpoints[name] = time.time()
             for key in [k for k in self.deployments if k[0] == name]:
                 self.deployments.pop(key, None)
                 self.servers.pop(key, None)
