@@ -16,7 +16,14 @@ def main(argv: list[str]) -> dict:
     django.setup()
     from django.contrib.auth import get_user_model
 
-    from deployments.models import Deployment, Endpoint, Promotion, PromotionStep, StressProfile
+    from deployments.models import (
+        Deployment,
+        Endpoint,
+        FunctionalTestCase,
+        Promotion,
+        PromotionStep,
+        StressProfile,
+    )
     from deployments.promotions import services as promotions
     from models_registry.models import ModelVersion
     from tests.deployments.conftest import make_version, titanic_trained_once
@@ -32,6 +39,11 @@ def main(argv: list[str]) -> dict:
         Endpoint.objects.filter(name="titanic-prod").update(traffic_steps="50,100")
         stress = StressProfile.objects.create(model=v1.model, name="faults", concurrency=2, duration_seconds=3,
                                               payloads=SIX, p95_ms_max=5000, error_rate_max=0.0, min_rps=1, shards=2)
+        # Enough functional cases that the step lasts seconds, so that a kill lands inside it.
+        seed = FunctionalTestCase.objects.filter(model=v1.model).first()
+        FunctionalTestCase.objects.bulk_create([FunctionalTestCase(
+            model=v1.model, name=f"{seed.name} (again, {n})", payload=seed.payload, expect_field=seed.expect_field,
+            expected_value=seed.expected_value) for n in range(400)])
         return {"v1": v1.pk, "v2": v2.pk, "stress": stress.pk}
     if command == "promote":
         version = ModelVersion.objects.get(pk=args[0])
@@ -40,6 +52,11 @@ def main(argv: list[str]) -> dict:
             staging_endpoint=Endpoint.objects.get(name="titanic-staging"),
             stress_profile=StressProfile.objects.get(pk=args[1]), reason="fault suite", actor=users.get(username="engineer"))
         return {"promotion": promotion.pk}
+    if command == "set-password":  # as a user does on the password page
+        user = users.get(username=args[0])
+        user.set_password(args[1])
+        user.save()
+        return {"changed": user.username}
     if command == "approve":
         promotion = Promotion.objects.get(pk=args[0])
         promotions.promotion_decide(promotion=promotion, actor=users.get(username="manager"), approve=True,
