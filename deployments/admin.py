@@ -1,21 +1,48 @@
+import copy
+
 from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.forms.models import construct_instance
 from simple_history.admin import SimpleHistoryAdmin
 
-from audit.admin_mixins import AuditedAdminMixin, RevisionNoteAdminMixin
+from audit.admin_mixins import AuditedAdminMixin, RevisionNoteAdminMixin, RevisionNoteForm
 
 from .models import Deployment, DeploymentProfile, Endpoint, FunctionalTestCase, Promotion, StressProfile
+from .serving import services as serving
+
+
+class DeploymentProfileForm(RevisionNoteForm):
+    """A profile, refused when an endpoint that uses it could not run it (the instance type's limits, the request
+    timeout maximums of its platform): said now, not at the next promotion."""
+
+    class Meta:
+        model = DeploymentProfile
+        fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors or self.instance.pk is None:
+            return cleaned
+        candidate = construct_instance(self, copy.copy(self.instance))  # the posted values, not yet saved
+        settings = candidate.serving_settings()
+        problems = [p for endpoint in self.instance.endpoints.all()
+                    for p in serving.endpoint_profile_problems(endpoint, settings)]
+        if problems:
+            raise ValidationError(problems)
+        return cleaned
 
 
 @admin.register(DeploymentProfile)
 class DeploymentProfileAdmin(RevisionNoteAdminMixin, SimpleHistoryAdmin):
+    form = DeploymentProfileForm
     list_display = ("name", "instance_count", "autoscale_enabled", "min_instances", "max_instances", "cpu_request",
                     "memory_request_gb", "request_timeout_ms", "max_concurrent_requests_per_instance", "auth_enabled")
     fieldsets = [
         (None, {"fields": ["name", "description", "auth_enabled"]}),
         ("Instances", {"fields": ["instance_count", "autoscale_enabled", "min_instances", "max_instances",
-                                  "target_utilization"]}),
-        ("Resources per instance", {"fields": ["cpu_request", "memory_request_gb"]}),
-        ("Requests", {"fields": ["request_timeout_ms", "max_concurrent_requests_per_instance"]}),
+                                  "target_utilization", "polling_interval_seconds"]}),
+        ("Resources per instance", {"fields": ["kubernetes_instance_type", "cpu_request", "memory_request_gb"]}),
+        ("Requests", {"fields": ["request_timeout_ms", "max_concurrent_requests_per_instance", "max_queue_wait_ms"]}),
     ]
 
 

@@ -80,7 +80,8 @@ def test_viewing_a_key_reads_in_plain_words_old_rows_too(engineer_client, engine
 # --- edits say what changed, field by field; configurations keep revisions --------------------------------------------
 PROFILE_FORM = {"name": "small", "description": "", "auth_enabled": "on", "instance_count": "1",
                 "min_instances": "1", "max_instances": "1", "target_utilization": "70", "cpu_request": "0.50",
-                "memory_request_gb": "1.00", "request_timeout_ms": "60000", "max_concurrent_requests_per_instance": "1"}
+                "memory_request_gb": "1.00", "request_timeout_ms": "60000", "max_concurrent_requests_per_instance": "1",
+                "max_queue_wait_ms": "500", "polling_interval_seconds": "1", "kubernetes_instance_type": ""}
 
 
 def _profile_edit(client, profile, **changed):

@@ -497,3 +497,24 @@ def test_a_token_auth_endpoint_made_outside_is_adopted_without_a_made_up_key(azu
     endpoint = Endpoint.objects.get(name="token-ep")
     assert endpoint.key == "" and "uses aml_token auth, so the portal has no key" in endpoint.changed_outside
     assert not azure.find("POST", r"/onlineEndpoints/token-ep/listKeys$")
+
+
+def test_an_admin_edit_that_an_endpoint_could_not_run_is_refused(azure, engineer, admin_client_):
+    """Checked where the profile is edited, not at the next promotion."""
+    profile = DeploymentProfile.objects.create(name="aks-edit", cpu_request=1, memory_request_gb=1)
+    services.endpoint_create(name="titanic-prod", stage="production", profile=profile, actor=engineer)
+    url = f"/admin/deployments/deploymentprofile/{profile.pk}/change/"
+    form = {field: getattr(profile, field) for field in (
+        "name", "instance_count", "min_instances", "max_instances", "target_utilization", "polling_interval_seconds",
+        "cpu_request", "memory_request_gb", "request_timeout_ms", "max_concurrent_requests_per_instance",
+        "max_queue_wait_ms")}
+    form.update(auth_enabled="on", kubernetes_instance_type="", description="")
+    response = admin_client_.post(url, {**form, "cpu_request": "3"})
+    assert response.status_code == 200
+    assert "3 CPU is more than instance type defaultinstancetype allows (2)" in response.content.decode()
+    profile.refresh_from_db()
+    assert profile.cpu_request == 1  # nothing saved
+    response = admin_client_.post(url, {**form, "cpu_request": "3", "kubernetes_instance_type": "cpu-large"})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    profile.refresh_from_db()
+    assert (profile.cpu_request, profile.kubernetes_instance_type) == (3, "cpu-large")

@@ -140,7 +140,8 @@ def test_profile_validation_across_fields(admin_client_):
     url = reverse("admin:deployments_deploymentprofile_add")
     data = {"name": "bad", "description": "", "instance_count": 2, "autoscale_enabled": "on", "min_instances": 5,
             "max_instances": 3, "target_utilization": 50, "cpu_request": "0.5", "memory_request_gb": "1",
-            "request_timeout_ms": 60000, "max_concurrent_requests_per_instance": 1, "auth_enabled": "on"}
+            "request_timeout_ms": 60000, "max_concurrent_requests_per_instance": 1, "auth_enabled": "on",
+            "max_queue_wait_ms": 500, "polling_interval_seconds": 1, "kubernetes_instance_type": ""}
     response = admin_client_.post(url, data)
     assert "The minimum cannot be above the maximum." in response.content.decode()
     for field, value, message in [("request_timeout_ms", 50, "greater than or equal to 100"),
