@@ -9,6 +9,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from simple_history.models import HistoricalRecords
 
+from deployments.models import INSTANCE_TYPE_VALIDATOR
 from mlopsportal.backends.azureml import AzureMLConfig
 from mlopsportal.backends.base import ConnectionCheck
 
@@ -39,8 +40,7 @@ class AzureMLWorkspace(models.Model):
     managed_instance_type = models.CharField(max_length=64, default="Standard_DS3_v2",
                                              help_text="VM size of managed (staging) deployments.")
     default_instance_type = models.CharField(
-        max_length=63, blank=True, validators=[RegexValidator(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", (
-            "An instance type is a Kubernetes name: lower-case letters, digits and '-'."))],
+        max_length=63, blank=True, validators=[INSTANCE_TYPE_VALIDATOR],
         help_text="The AKS cluster's instance type for Kubernetes deployments whose profile names none (blank: "
                   "the cluster's default, defaultinstancetype, limited to 2 CPU and 2 GiB on a new cluster).")
     training_environment = models.CharField(

@@ -3,6 +3,7 @@ from .promotions import Promotion, PromotionStep
 from .serving import (
     DEPLOYMENT_NAME_VALIDATOR,
     ENDPOINT_NAME_VALIDATOR,
+    INSTANCE_TYPE_VALIDATOR,
     Deployment,
     DeploymentProfile,
     Endpoint,
@@ -18,7 +19,7 @@ from .verification import (
 )
 
 __all__ = [
-    "DEPLOYMENT_NAME_VALIDATOR", "ENDPOINT_NAME_VALIDATOR", "Deployment", "DeploymentProfile", "Endpoint",
+    "DEPLOYMENT_NAME_VALIDATOR", "ENDPOINT_NAME_VALIDATOR", "INSTANCE_TYPE_VALIDATOR", "Deployment", "DeploymentProfile", "Endpoint",
     "FunctionalTestCase", "FunctionalTestRun", "Promotion", "PromotionStep", "StressProfile", "StressRun",
     "StressShard", "TestOutcome", "new_endpoint_key",
 ]

@@ -12,6 +12,9 @@ ENDPOINT_NAME_VALIDATOR = RegexValidator(
     r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$",
     "Use 3–32 lowercase letters, digits or '-', starting with a letter and not ending with '-' (Azure's rule).",
 )
+# An AKS cluster's instance type is a Kubernetes resource: its name follows Kubernetes' rule (RFC 1123 label).
+INSTANCE_TYPE_VALIDATOR = RegexValidator(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "An instance type is a Kubernetes name: lower-case letters, digits and '-'.")
 DEPLOYMENT_NAME_VALIDATOR = RegexValidator(
     r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$", "Use 3–32 lowercase letters, digits or '-', starting with a letter.")
 
@@ -52,8 +55,7 @@ class DeploymentProfile(models.Model):
         default=1, validators=[MinValueValidator(1), MaxValueValidator(3600)],
         help_text="With autoscale: how often utilization is checked (v1 refreshPeriodInSeconds).")
     kubernetes_instance_type = models.CharField(
-        max_length=63, blank=True, validators=[RegexValidator(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", (
-            "An instance type is a Kubernetes name: lower-case letters, digits and '-'."))],
+        max_length=63, blank=True, validators=[INSTANCE_TYPE_VALIDATOR],
         help_text="The AKS cluster's instance type Kubernetes deployments run on (blank: the workspace's default). "
                   "CPU and memory must fit within its limits. Managed deployments use the workspace's VM size.")
     auth_enabled = models.BooleanField(default=True, help_text="Callers must send the endpoint's key.")
