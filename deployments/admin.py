@@ -6,6 +6,8 @@ from django.forms.models import construct_instance
 from simple_history.admin import SimpleHistoryAdmin
 
 from audit.admin_mixins import AuditedAdminMixin, RevisionNoteAdminMixin, RevisionNoteForm
+from mlopsportal.backends import get_backend
+from mlopsportal.lib.forms import SuggestionsInput, instance_type_options
 
 from .models import Deployment, DeploymentProfile, Endpoint, FunctionalTestCase, Promotion, StressProfile
 from .serving import services as serving
@@ -18,6 +20,12 @@ class DeploymentProfileForm(RevisionNoteForm):
     class Meta:
         model = DeploymentProfile
         fields = "__all__"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The production cluster's instance types (from the workspace's last "Test connection"), as suggestions.
+        options = instance_type_options(get_backend().instance_types())
+        self.fields["kubernetes_instance_type"].widget = SuggestionsInput(options, attrs={"class": "vTextField"})
 
     def clean(self):
         cleaned = super().clean()

@@ -45,6 +45,7 @@ from .base import (
     DeployedRef,
     DeploymentState,
     EndpointAccess,
+    InstanceType,
     Inventory,
     InventoryDeployment,
     InventoryEndpoint,
@@ -676,6 +677,12 @@ class AzureMLBackend(MLBackend):
             resources=ResourceRequirementsSettings(requests=ResourceSettings(cpu=cpu, memory=memory),
                                                    limits=ResourceSettings(cpu=cpu, memory=memory)),
             scale_settings=scale, **common)
+
+    def instance_types(self) -> list[InstanceType]:
+        config = self._provided_config()
+        default = config.cluster_default_instance_type or DEFAULT_INSTANCE_TYPE
+        return [InstanceType(name=name, cpu=limits.get("cpu"), memory_bytes=limits.get("memory_bytes"),
+                             default=name == default) for name, limits in sorted(config.instance_types.items())]
 
     def serving_problems(self, settings: dict, stage: str) -> list[str]:
         config = self._provided_config()

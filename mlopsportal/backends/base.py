@@ -140,6 +140,15 @@ READY, BUSY, FAILED = "ready", "busy", "failed"  # busy: being created, updated,
 
 
 @dataclass(frozen=True)
+class InstanceType:
+    """A size deployments can be given on the platform, with its limits where known (None: not said)."""
+    name: str
+    cpu: float | None = None
+    memory_bytes: int | None = None
+    default: bool = False  # what the platform uses when a deployment names none
+
+
+@dataclass(frozen=True)
 class InventoryVersion:
     number: int
     artifact_uri: str  # what the portal stores as the version's artifact_uri
@@ -305,6 +314,11 @@ class MLBackend(abc.ABC):
     def serving_problems(self, settings: dict, stage: str) -> list[str]:
         """What this platform would refuse in these settings on an endpoint of `stage`, in words; checked before
         anything is sent (no call to the platform)."""
+        return []
+
+    def instance_types(self) -> list[InstanceType]:
+        """The instance types a profile may name for production deployments, as last read from the platform
+        (no call to it): empty when the platform has none or they were not read yet."""
         return []
 
     def serving_notes(self, settings: dict) -> list[str]:

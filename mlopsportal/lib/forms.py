@@ -1,6 +1,36 @@
 """Small helpers for forms."""
+from django import forms
+from django.utils.html import format_html, format_html_join
 
 
 def form_errors_text(form) -> str:
     """Every error of a bound, invalid form, in one line (for a flash message)."""
     return " ".join(error for errors in form.errors.values() for error in errors)
+
+
+class SuggestionsInput(forms.TextInput):
+    """A text input that offers `options` ((value, label) pairs) as the browser's suggestions, in a <datalist>:
+    any other value may still be typed, and the form's own validation decides."""
+
+    def __init__(self, options=(), attrs=None):
+        super().__init__(attrs)
+        self.options = list(options)
+
+    def render(self, name, value, attrs=None, renderer=None):
+        if not self.options:
+            return super().render(name, value, attrs, renderer)
+        list_id = f"{(attrs or {}).get('id') or 'id_' + name}_options"
+        html = super().render(name, value, {**(attrs or {}), "list": list_id}, renderer)
+        options = format_html_join("", '<option value="{}" label="{}"></option>', self.options)
+        return format_html('{}<datalist id="{}">{}</datalist>', html, list_id, options)
+
+
+def instance_type_options(instance_types) -> list[tuple[str, str]]:
+    """(name, "2 CPU · 2.00 GiB · the cluster's default") for each of a backend's instance types."""
+    options = []
+    for kind in instance_types:
+        said = [f"{kind.cpu:g} CPU" if kind.cpu else "",
+                f"{kind.memory_bytes / 1024 ** 3:.2f} GiB" if kind.memory_bytes else "",
+                "the cluster's default" if kind.default else ""]
+        options.append((kind.name, " · ".join(part for part in said if part) or kind.name))
+    return options

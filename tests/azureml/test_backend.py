@@ -518,3 +518,23 @@ def test_an_admin_edit_that_an_endpoint_could_not_run_is_refused(azure, engineer
     assert response.status_code == 302, response.content.decode()[:3000]
     profile.refresh_from_db()
     assert (profile.cpu_request, profile.kubernetes_instance_type) == (3, "cpu-large")
+
+
+def test_forms_offer_the_clusters_instance_types_after_test_connection(azure, admin_user, client):
+    """The workspace's default instance type and a profile's instance type suggest what the cluster has, with
+    limits; before "Test connection" has read them there is nothing to suggest, and any valid name may be typed."""
+    client.force_login(admin_user)
+    profile = DeploymentProfile.objects.create(name="roomy")
+    pages = [("/workspace/", "id_default_instance_type"),
+             (f"/admin/deployments/deploymentprofile/{profile.pk}/change/", "id_kubernetes_instance_type")]
+    for url, field in pages:
+        page = client.get(url).content.decode()
+        assert field in page and f'list="{field}_options"' not in page and "<datalist" not in page
+
+    workspace_connection_test(actor=admin_user)
+    for url, field in pages:
+        page = client.get(url).content.decode()
+        assert f'list="{field}_options"' in page
+        assert f'<datalist id="{field}_options">' in page
+        assert '<option value="cpu-large" label="4 CPU · 8.00 GiB"></option>' in page
+        assert '<option value="defaultinstancetype" label="2 CPU · 2.00 GiB · the cluster&#x27;s default">' in page
