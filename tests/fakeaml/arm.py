@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
+from . import spec
 from .common import (
     ACCOUNT,
     CONTAINER,
@@ -253,6 +254,9 @@ class Workspace(OnlineServing):
         }
 
     def code_put(self, req, name, version):
+        refused = spec.refused("code", req.body)
+        if refused:
+            return refused
         props = dict((req.body or {}).get("properties") or {})
         if not props.get("codeUri"):
             return error(400, "UserError", "codeUri is required.")
@@ -283,6 +287,9 @@ class Workspace(OnlineServing):
         return folder
 
     def job_put(self, req, name):
+        refused = spec.refused("job", req.body)
+        if refused:
+            return refused
         props = dict((req.body or {}).get("properties") or {})
         existing = self.jobs.get(name)
         if existing:
@@ -300,17 +307,17 @@ class Workspace(OnlineServing):
         try:
             code = self.code_folder(props["codeId"]) if props.get("codeId") else None
             values = {}
-            for key, spec in (props.get("inputs") or {}).items():
-                kind = spec.get("jobInputType")
-                values[("inputs", key)] = spec.get("value") if kind == "literal" else str(self._local_path(spec["uri"]))
+            for key, given in (props.get("inputs") or {}).items():
+                kind = given.get("jobInputType")
+                values[("inputs", key)] = given.get("value") if kind == "literal" else str(self._local_path(given["uri"]))
             outputs = {}
-            for key, spec in (props.get("outputs") or {}).items():
-                spec = dict(spec or {})
-                spec.setdefault("jobOutputType", "uri_folder")
-                spec.setdefault("mode", "ReadWriteMount")
-                spec.setdefault("uri", f"azureml://datastores/{DATASTORE}/paths/azureml/{name}/{key}/")
-                values[("outputs", key)] = str(self._local_path(spec["uri"]))
-                outputs[key] = spec
+            for key, given in (props.get("outputs") or {}).items():
+                given = dict(given or {})
+                given.setdefault("jobOutputType", "uri_folder")
+                given.setdefault("mode", "ReadWriteMount")
+                given.setdefault("uri", f"azureml://datastores/{DATASTORE}/paths/azureml/{name}/{key}/")
+                values[("outputs", key)] = str(self._local_path(given["uri"]))
+                outputs[key] = given
         except (LookupError, ValueError) as exc:
             return error(400, "UserError", str(exc))
         missing = []
@@ -411,6 +418,9 @@ class Workspace(OnlineServing):
 
     # --- models ----------------------------------------------------------------------------------------------------
     def model_put(self, req, name, version):
+        refused = spec.refused("model", req.body)
+        if refused:
+            return refused
         props = dict((req.body or {}).get("properties") or {})
         source = props.get("modelUri") or ""
         resolved, job_name = source, None

@@ -29,17 +29,8 @@ class OnlineServing:
             return error(400, "BadArgument", f"Traffic values must add up to 0 or 100, not {total}.")
         return None
 
-    @staticmethod
-    def _refused_by_spec(kind: str, body):
-        """HTTP 400 when the body breaks the REST spec (tests/fakeaml/spec.py), with each reason in details[]."""
-        found = spec.problems(kind, body)
-        if not found:
-            return None
-        return 400, {}, {"error": {"code": "UserError", "message": "The request is invalid.",
-                                   "details": [{"code": "InvalidRequestContent", "message": p} for p in found[:10]]}}
-
     def endpoint_put(self, req, name):
-        refused = self._refused_by_spec("endpoint", req.body)
+        refused = spec.refused("endpoint", req.body)
         if refused:
             return refused
         body = req.body or {}
@@ -173,7 +164,7 @@ class OnlineServing:
             return not_found("Online endpoint", endpoint_name)
         if endpoint["properties"]["provisioningState"] == "Deleting":
             return error(409, "Conflict", f"Endpoint '{endpoint_name}' is being deleted.")
-        refused = self._refused_by_spec("deployment", req.body)
+        refused = spec.refused("deployment", req.body)
         if refused:
             return refused
         body = req.body or {}

@@ -1,9 +1,12 @@
 """The request bodies the fake accepts, as the published REST spec defines them, written out as JSON Schema.
 
 Written from the swagger of Microsoft.MachineLearningServices (Azure/azure-rest-api-specs,
-specification/machinelearningservices/…/preview/2023-04-01-preview/mfe.json: OnlineEndpointTrackedResource,
-OnlineDeploymentTrackedResource and the definitions they use; the endpoint's 2022-02-01-preview shape is the same for
-what the portal sends). What the swagger says in types, required fields, enums, discriminators and
+specification/machinelearningservices/resource-manager/…), for the api-version the SDK sends each PUT with:
+preview/2023-04-01-preview (OnlineEndpointTrackedResource, OnlineDeploymentTrackedResource; the endpoint's
+2022-02-01-preview shape is the same for what the portal sends), preview/2025-01-01-preview (JobBaseResource with
+CommandJob), preview/2023-08-01-preview (ModelVersionResource) and stable/2023-04-01 (CodeVersionResource), with the
+definitions they use. Swagger's additionalProperties: false covers inherited properties, so parents are flattened
+into each schema; its unanchored patterns ("[a-zA-Z0-9_]": at least one such character) are kept as they are. What the swagger says in types, required fields, enums, discriminators and
 `additionalProperties: false` is here; rules the swagger leaves to prose (traffic adds up to 100) are checked by the
 handlers. A body that fails gets HTTP 400 with the reason in details[], as the service answers.
 """
@@ -98,7 +101,96 @@ DEPLOYMENT = _tracked({
     "else": {"properties": {**DEPLOYMENT_COMMON, "endpointComputeType": {}}, "additionalProperties": False},
 })
 
-VALIDATORS = {"endpoint": Draft202012Validator(ENDPOINT), "deployment": Draft202012Validator(DEPLOYMENT)}
+# --- assets and jobs ------------------------------------------------------------------------------------------
+READ_ONLY = {"id": {}, "name": {}, "type": {}, "systemData": {}}  # ProxyResource / Resource: ignored when sent
+NONBLANK = {"type": "string", "minLength": 1, "pattern": "[a-zA-Z0-9_]"}
+RESOURCE_BASE = {"description": {"type": ["string", "null"]}, "properties": STRING_MAP, "tags": STRING_MAP}
+ASSET_BASE = {**RESOURCE_BASE, "isAnonymous": {"type": "boolean"}, "isArchived": {"type": "boolean"}}
+
+
+def _proxy(properties: dict) -> dict:
+    """A ProxyResource (no location) around a properties bag."""
+    return {"type": "object", "required": ["properties"], "additionalProperties": False,
+            "properties": {**READ_ONLY, "properties": properties}}
+
+
+def _by(discriminator: str, kinds: dict[str, dict], common: dict) -> dict:
+    """A discriminated union: `discriminator` picks the subtype, whose own and `common` properties are all it may
+    carry (each subtype has additionalProperties: false)."""
+    return {"type": "object", "required": [discriminator],
+            "properties": {discriminator: {"enum": list(kinds)}},
+            "allOf": [{"if": {"properties": {discriminator: {"const": kind}}},
+                       "then": {**extra, "properties": {**common, **extra.get("properties", {}), discriminator: {}},
+                                "additionalProperties": False}} for kind, extra in kinds.items()]}
+
+
+ASSET_KINDS = ("uri_file", "uri_folder", "mltable", "custom_model", "mlflow_model", "triton_model")
+JOB_INPUT = _nullable(_by("jobInputType", {
+    "literal": {"required": ["value"], "properties": {"value": NONBLANK}},
+    **{kind: {"required": ["uri"], "properties": {
+        "uri": NONBLANK, "mode": {"enum": ["ReadOnlyMount", "ReadWriteMount", "Download", "Direct", "EvalMount",
+                                           "EvalDownload"]}}} for kind in ASSET_KINDS},
+}, {"description": {"type": ["string", "null"]}}))
+JOB_OUTPUT = _nullable(_by("jobOutputType", {kind: {"properties": {
+    "assetName": {"type": ["string", "null"]}, "uri": {"type": ["string", "null"]},
+    "mode": {"enum": ["ReadWriteMount", "Upload", "Direct"]}}} for kind in ASSET_KINDS},
+    {"description": {"type": ["string", "null"]}}))
+COMMAND_JOB = {
+    **RESOURCE_BASE,  # JobBase
+    "componentId": {"type": ["string", "null"]}, "computeId": {"type": ["string", "null"]},
+    "displayName": {"type": ["string", "null"]}, "experimentName": {"type": "string"},
+    "identity": _nullable(_by("identityType", {"AMLToken": {}, "UserIdentity": {}, "Managed": {"properties": {
+        "clientId": {"type": ["string", "null"]}, "objectId": {"type": ["string", "null"]},
+        "resourceId": {"type": ["string", "null"]}}}}, {})),
+    "isArchived": {"type": "boolean"}, "jobType": {}, "notificationSetting": _nullable({"type": "object"}),
+    "parentJobName": {"type": ["string", "null"]}, "services": _nullable({"type": "object"}), "status": {},
+    # CommandJob
+    "codeId": {"type": ["string", "null"]}, "command": NONBLANK, "environmentId": NONBLANK,
+    "distribution": _nullable(_by("distributionType", {
+        "PyTorch": {"properties": {"processCountPerInstance": _nullable(INT32)}},
+        "Mpi": {"properties": {"processCountPerInstance": _nullable(INT32)}},
+        "TensorFlow": {"properties": {"parameterServerCount": INT32, "workerCount": _nullable(INT32)}}}, {})),
+    "environmentVariables": STRING_MAP,
+    "inputs": _nullable({"type": "object", "additionalProperties": JOB_INPUT}),
+    "outputs": _nullable({"type": "object", "additionalProperties": JOB_OUTPUT}),
+    "limits": _nullable(_by("jobLimitsType", {"Command": {}}, {"timeout": DURATION})),
+    "parameters": {}, "queueSettings": _nullable({"type": "object", "additionalProperties": False, "properties": {
+        "jobTier": {"enum": ["Null", "Spot", "Basic", "Standard", "Premium"]}}}),
+    "resources": {"type": "object", "additionalProperties": False, "properties": {
+        "instanceCount": INT32, "instanceType": {"type": ["string", "null"]},
+        "properties": _nullable({"type": "object", "additionalProperties": {"type": ["object", "null"]}}),
+        "dockerArgs": {"type": ["string", "null"]}, "dockerArgsList": _nullable({"type": "array", "items": {
+            "type": "string"}}), "shmSize": {"type": "string", "pattern": r"\d+[bBkKmMgG]"}}},
+}
+JOB = _proxy({
+    "type": "object", "required": ["jobType"],
+    "properties": {"jobType": {"enum": ["AutoML", "Command", "Sweep", "Pipeline", "Spark", "FineTuning",
+                                        "Distillation"]}},
+    # The fake runs Command jobs only (it answers other kinds itself); a Command job is exactly CommandJob.
+    "if": {"properties": {"jobType": {"const": "Command"}}},
+    "then": {"required": ["command", "environmentId"], "properties": COMMAND_JOB, "additionalProperties": False},
+})
+MODEL_VERSION = _proxy({"type": "object", "additionalProperties": False, "properties": {
+    **ASSET_BASE, "autoDeleteSetting": _nullable({"type": "object", "additionalProperties": False, "properties": {
+        "condition": {"enum": ["CreatedGreaterThan", "LastAccessedGreaterThan"]},
+        "value": {"type": ["string", "null"]}}}),
+    "flavors": _nullable({"type": "object", "additionalProperties": _nullable({
+        "type": "object", "additionalProperties": False, "properties": {"data": STRING_MAP}})}),
+    "intellectualProperty": _nullable({"type": "object", "required": ["publisher"], "additionalProperties": False,
+                                       "properties": {"publisher": NONBLANK,
+                                                      "protectionLevel": {"enum": ["All", "None"]}}}),
+    "jobName": {"type": ["string", "null"]}, "modelType": {"type": ["string", "null"]},
+    "modelUri": {"type": ["string", "null"]}, "stage": {"type": ["string", "null"]}, "provisioningState": {}}})
+CODE_VERSION = _proxy({"type": "object", "additionalProperties": False, "properties": {
+    **ASSET_BASE, "codeUri": {"type": ["string", "null"]}, "provisioningState": {},
+    # The SDK sends {"hash_version": 202208} (a number) in this string map on every code upload, and the service
+    # takes it as "202208": scalars pass here, objects and lists do not.
+    "properties": {"type": ["object", "null"], "additionalProperties": {
+        "type": ["string", "number", "boolean", "null"]}}}})
+
+VALIDATORS = {name: Draft202012Validator(schema) for name, schema in (
+    ("endpoint", ENDPOINT), ("deployment", DEPLOYMENT), ("job", JOB), ("model", MODEL_VERSION),
+    ("code", CODE_VERSION))}
 
 
 def problems(kind: str, body) -> list[str]:
@@ -108,3 +200,13 @@ def problems(kind: str, body) -> list[str]:
         where = "/".join(str(p) for p in error.absolute_path) or "(the body)"
         found.append(f"{where}: {error.message}")
     return found
+
+
+def refused(kind: str, body):
+    """The service's answer to a body that breaks the spec: HTTP 400, UserError, "The request is invalid." and each
+    reason in details[]; None when the body is valid."""
+    found = problems(kind, body)
+    if not found:
+        return None
+    return 400, {}, {"error": {"code": "UserError", "message": "The request is invalid.",
+                               "details": [{"code": "InvalidRequestContent", "message": p} for p in found[:10]]}}

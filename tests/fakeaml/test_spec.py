@@ -1,6 +1,6 @@
 """The fake refuses request bodies that Azure ML's REST spec refuses, as the service does: HTTP 400, code UserError,
-"The request is invalid." and each reason in details[]. (Every body the portal sends passes: every azureml test
-goes through these checks.)"""
+"The request is invalid." and each reason in details[]: endpoints, deployments, jobs, models and code. (Every body
+the portal sends passes: every azureml test goes through these checks.)"""
 import pytest
 import requests
 
@@ -65,10 +65,55 @@ def test_deployment_bodies_the_spec_refuses(fake_aml, changes, reason):  # noqa:
     assert ("ep1", "blue") not in fake_aml.workspace.deployments
 
 
+JOB = {"properties": {
+    "jobType": "Command", "command": "python train.py --out ${{outputs.model}}", "experimentName": "titanic",
+    "environmentId": "azureml:AzureML-sklearn-1.5@latest", "computeId": "azureml:/computes/cpu-cluster",
+    "inputs": {"n": {"jobInputType": "literal", "value": "20"}},
+    "outputs": {"model": {"jobOutputType": "uri_folder"}}, "limits": {"jobLimitsType": "Command", "timeout": "PT5M"}}}
+MODEL = {"properties": {"modelUri": "azureml://jobs/j1/outputs/model", "modelType": "custom_model",
+                        "tags": {"job": "j1"}, "isAnonymous": False}}
+
+
+@pytest.mark.parametrize("changes, reason", [
+    ({"environmentId": ...}, "'environmentId' is a required property"),
+    ({"command": " "}, "properties/command: ' ' does not match '[a-zA-Z0-9_]'"),
+    ({"jobType": "command"}, "properties/jobType: 'command' is not one of"),
+    ({"inputs": {"n": {"jobInputType": "literal", "value": 20}}}, "properties/inputs/n/value: 20 is not of type"),
+    ({"inputs": {"d": {"jobInputType": "uri_folder"}}}, "properties/inputs/d: 'uri' is a required property"),
+    ({"outputs": {"model": {"jobOutputType": "uri_folder", "pathOnCompute": "/mnt"}}},
+     "('pathOnCompute' was unexpected)"),  # not in this api-version
+    ({"limits": {"timeout": "PT5M"}}, "properties/limits: 'jobLimitsType' is a required property"),
+    ({"limits": {"jobLimitsType": "Command", "timeout": 300}}, "properties/limits/timeout: 300 is not of type"),
+    ({"experimentName": None}, "properties/experimentName: None is not of type 'string'"),
+    ({"environment_id": "azureml:x@latest"}, "('environment_id' was unexpected)"),
+])
+def test_job_bodies_the_spec_refuses(fake_aml, changes, reason):  # noqa: F811
+    response = put(fake_aml, "/jobs/job-bad", with_props(JOB, **changes), "2025-01-01-preview")
+    error = response.json()["error"]
+    assert response.status_code == 400 and error["code"] == "UserError", error
+    assert any(reason in d["message"] for d in error["details"]), error
+    assert "job-bad" not in fake_aml.workspace.jobs
+
+
+@pytest.mark.parametrize("changes, reason", [
+    ({"tags": {"epoch": 3}}, "properties/tags/epoch: 3 is not of type 'string', 'null'"),
+    ({"isArchived": "false"}, "properties/isArchived: 'false' is not of type 'boolean'"),
+    ({"model_uri": "azureml://jobs/j1/outputs/model"}, "('model_uri' was unexpected)"),
+    ({"intellectualProperty": {"protectionLevel": "All"}}, "'publisher' is a required property"),
+])
+def test_model_bodies_the_spec_refuses(fake_aml, changes, reason):  # noqa: F811
+    response = put(fake_aml, "/models/titanic/versions/1", with_props(MODEL, **changes), "2023-08-01-preview")
+    error = response.json()["error"]
+    assert response.status_code == 400 and error["code"] == "UserError", error
+    assert any(reason in d["message"] for d in error["details"]), error
+    assert ("titanic", "1") not in fake_aml.workspace.models
+
+
 def test_the_bodies_above_are_valid_but_for_the_change():
     from .spec import problems
 
     assert problems("endpoint", ENDPOINT) == [] and problems("deployment", DEPLOYMENT) == []
+    assert problems("job", JOB) == [] and problems("model", MODEL) == []
     kube = with_props(DEPLOYMENT, endpointComputeType="Kubernetes", containerResourceRequirements={
         "containerResourceRequests": {"cpu": "0.5", "memory": "1G"}}, scaleSettings={
         "scaleType": "TargetUtilization", "minInstances": 3, "maxInstances": 6, "pollingInterval": "PT1S"})
