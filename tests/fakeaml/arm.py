@@ -238,6 +238,9 @@ class Workspace(OnlineServing):
         return (200, {}, code) if code else not_found("Code", f"{name}:{version}")
 
     def code_pending_upload(self, req, name, version):
+        refused = spec.refused("pending_upload", req.body or {})
+        if refused:
+            return refused
         container = f"code-{uuid.uuid4().hex[:24]}"
         self.blobs.container_dir(ACCOUNT, container).mkdir(parents=True, exist_ok=True)
         upload_id = str(uuid.uuid4())

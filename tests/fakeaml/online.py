@@ -130,6 +130,9 @@ class OnlineServing:
         return 200, {}, dict(endpoint["_keys"])
 
     def endpoint_regenerate_keys(self, req, name):
+        refused = spec.refused("regenerate_keys", req.body or {})
+        if refused:
+            return refused
         endpoint = self.endpoints.get(name)
         if endpoint is None:
             return not_found("Online endpoint", name)
@@ -324,6 +327,9 @@ class OnlineServing:
         return 202, self.start_operation(req, "delete", done, self._failer(deployment)), None
 
     def deployment_logs(self, req, endpoint_name, name):
+        refused = spec.refused("logs", req.body or {})
+        if refused:
+            return refused
         server = self.servers.get((endpoint_name, name))
         if (endpoint_name, name) not in self.deployments or server is None:
             return not_found("Deployment", name)

@@ -5,7 +5,8 @@ specification/machinelearningservices/resource-manager/…), for the api-version
 preview/2023-04-01-preview (OnlineEndpointTrackedResource, OnlineDeploymentTrackedResource; the endpoint's
 2022-02-01-preview shape is the same for what the portal sends), preview/2025-01-01-preview (JobBaseResource with
 CommandJob), preview/2023-08-01-preview (ModelVersionResource) and stable/2023-04-01 (CodeVersionResource), with the
-definitions they use. Swagger's additionalProperties: false covers inherited properties, so parents are flattened
+definitions they use, and the bodies of the POST actions the SDK calls (getLogs: DeploymentLogsRequest,
+regenerateKeys: RegenerateEndpointKeysRequest, startPendingUpload: PendingUploadRequestDto). Swagger's additionalProperties: false covers inherited properties, so parents are flattened
 into each schema; its unanchored patterns ("[a-zA-Z0-9_]": at least one such character) are kept as they are. What the swagger says in types, required fields, enums, discriminators and
 `additionalProperties: false` is here; rules the swagger leaves to prose (traffic adds up to 100) are checked by the
 handlers. A body that fails gets HTTP 400 with the reason in details[], as the service answers.
@@ -188,7 +189,18 @@ CODE_VERSION = _proxy({"type": "object", "additionalProperties": False, "propert
     "properties": {"type": ["object", "null"], "additionalProperties": {
         "type": ["string", "number", "boolean", "null"]}}}})
 
+# --- the bodies of POST actions ----------------------------------------------------------------------------------
+LOGS_REQUEST = {"type": "object", "additionalProperties": False, "properties": {  # DeploymentLogsRequest
+    "containerType": {"enum": ["StorageInitializer", "InferenceServer", "ModelDataCollector"]},
+    "tail": _nullable(INT32)}}
+REGENERATE_KEYS = {"type": "object", "required": ["keyType"], "additionalProperties": False, "properties": {
+    "keyType": {"enum": ["Primary", "Secondary"]}, "keyValue": {"type": ["string", "null"]}}}
+PENDING_UPLOAD = {"type": "object", "additionalProperties": False, "properties": {  # PendingUploadRequestDto
+    "pendingUploadId": {"type": ["string", "null"]},
+    "pendingUploadType": {"enum": ["None", "TemporaryBlobReference"]}}}
+
 VALIDATORS = {name: Draft202012Validator(schema) for name, schema in (
+    ("logs", LOGS_REQUEST), ("regenerate_keys", REGENERATE_KEYS), ("pending_upload", PENDING_UPLOAD),
     ("endpoint", ENDPOINT), ("deployment", DEPLOYMENT), ("job", JOB), ("model", MODEL_VERSION),
     ("code", CODE_VERSION))}
 

@@ -109,6 +109,25 @@ def test_model_bodies_the_spec_refuses(fake_aml, changes, reason):  # noqa: F811
     assert ("titanic", "1") not in fake_aml.workspace.models
 
 
+@pytest.mark.parametrize("path, body, reason", [
+    ("/onlineEndpoints/ep1/regenerateKeys", {}, "'keyType' is a required property"),
+    ("/onlineEndpoints/ep1/regenerateKeys", {"keyType": "primary"}, "'primary' is not one of ['Primary', 'Secondary']"),
+    ("/onlineEndpoints/ep1/deployments/blue/getLogs", {"containerType": "InferenceServer", "tail": "100"},
+     "tail: '100' is not of type 'integer', 'null'"),
+    ("/onlineEndpoints/ep1/deployments/blue/getLogs", {"lines": 100}, "('lines' was unexpected)"),
+    ("/codes/c1/versions/1/startPendingUpload", {"pendingUploadType": "SAS"}, "'SAS' is not one of"),
+])
+def test_action_bodies_the_spec_refuses(fake_aml, path, body, reason):  # noqa: F811
+    api = {"codes": "2023-04-01", "deployments": "2023-04-01-preview"}
+    version = next((v for k, v in api.items() if f"/{k}/" in path), "2022-02-01-preview")
+    response = requests.post(f"{fake_aml.url}{BASE}{path}?api-version={version}", json=body,
+                             verify=fake_aml.ca_bundle, timeout=10,
+                             headers={"Authorization": "Bearer test", "Host": "management.azure.com"})
+    error = response.json()["error"]
+    assert response.status_code == 400 and error["code"] == "UserError", error
+    assert any(reason in d["message"] for d in error["details"]), error
+
+
 def test_the_bodies_above_are_valid_but_for_the_change():
     from .spec import problems
 
