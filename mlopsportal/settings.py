@@ -236,6 +236,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workspaces.tasks.azureml_sync",
         "schedule": timedelta(seconds=int(os.environ.get("MLOPS_SYNC_SECONDS", "300"))),
     },
+    "confirm-traffic": {  # splits the platform has not been seen applying: ask again, send again, or put back
+        "task": "deployments.tasks.endpoints_traffic_confirm",
+        "schedule": timedelta(seconds=int(os.environ.get("MLOPS_RECONCILE_EVERY", "30"))),
+    },
     "reconcile-deployments": {
         "task": "deployments.tasks.deployments_reconcile",
         "schedule": timedelta(seconds=int(os.environ.get("MLOPS_RECONCILE_EVERY", "30"))),

@@ -111,6 +111,12 @@ class Endpoint(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     traffic_updated_at = models.DateTimeField(auto_now_add=True)
+    # The portal's split is its deployments' `traffic` (what it asked for); what the platform was last seen routing
+    # by is kept apart, so a split asked for and not applied yet (or lost) shows as such, and is sent again.
+    platform_traffic = models.JSONField(
+        default=dict, blank=True, editable=False,
+        help_text="The split the ML platform was last seen routing by (deployment -> percent; non-zero only).")
+    platform_traffic_at = models.DateTimeField(null=True, blank=True, editable=False)
     changed_outside = models.CharField(
         max_length=300, blank=True, help_text="What the sync found changed in the ML platform outside the portal.")
     platform_error = models.CharField(
@@ -125,7 +131,8 @@ class Endpoint(models.Model):
     # Revisions of the endpoint's settings and policy. Never the key (a credential), nor what the platform and the
     # traffic writes set: a revert must not bring those back.
     history = HistoricalRecords(excluded_fields=["key", "platform_scoring_url", "changed_outside",
-                                                 "traffic_updated_at", "platform_error"])
+                                                 "traffic_updated_at", "platform_error", "platform_traffic",
+                                                 "platform_traffic_at"])
 
     class Meta:
         ordering = ["stage", "name"]
@@ -133,6 +140,17 @@ class Endpoint(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def traffic_wanted(self) -> dict[str, int]:
+        """The split the portal asks for: its live deployments' traffic (non-zero only)."""
+        return {d.name: d.traffic for d in self.deployments.all() if d.is_live and d.traffic}
+
+    def traffic_pending(self) -> bool:
+        """Whether the platform has not been seen routing by the portal's split since it was last set."""
+        if self.platform_traffic != self.traffic_wanted():
+            return True
+        # The same split, but seen before the last change (a split set and set back before the platform applied it)
+        return self.platform_traffic_at is not None and self.platform_traffic_at < self.traffic_updated_at
 
     def get_absolute_url(self) -> str:
         return reverse("deployments:endpoint_detail", args=[self.name])

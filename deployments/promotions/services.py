@@ -502,6 +502,7 @@ def _traffic(promotion: Promotion, step: PromotionStep) -> Outcome:
             return fail(f"The platform did not route {percent}% to {new.name} within "
                         f"{settings.MLOPS_TRAFFIC_TIMEOUT_SECONDS} s" + (f": {status}" if status else "."))
         return wait(f"Waiting for the platform to route {percent}% to {new.name}.")
+    serving.endpoint_traffic_observed(endpoint=promotion.production_endpoint, traffic=traffic)
     run = verification.functional_run(deployment=new, promotion=promotion,
                                 through_endpoint_url=serving.endpoint_scoring_url(promotion.production_endpoint),
                                 purpose=f"Smoke check at {percent}% of traffic")

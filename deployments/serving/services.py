@@ -370,7 +370,8 @@ def _traffic_write(*, endpoint: Endpoint, traffic: dict[str, int], actor, reason
                      changes={"traffic": [before, after]})
     # The platform is called after the row lock is released: a slow platform must not hold other writers.
     try:
-        get_backend().endpoint_traffic_apply(endpoint_name=endpoint.name, traffic=after)
+        if get_backend().endpoint_traffic_apply(endpoint_name=endpoint.name, traffic=after):
+            endpoint_traffic_observed(endpoint=endpoint, traffic=after)
     except BackendError as exc:
         with transaction.atomic():  # the platform did not take it: the rows say what it routes, as before
             for name, deployment in live.items():
@@ -621,21 +622,83 @@ def deployment_gone(*, deployment: Deployment, summary: str) -> bool:
                          deleted_at=timezone.now(), changed_outside=summary[:300], summary=f"was {summary}")
 
 
+def endpoint_traffic_observed(*, endpoint: Endpoint, traffic: dict[str, int]) -> None:
+    """The platform was seen routing by `traffic` now (what it routes, kept apart from the portal's split)."""
+    Endpoint.objects.filter(pk=endpoint.pk).update(
+        platform_traffic={name: int(p) for name, p in traffic.items() if int(p)}, platform_traffic_at=timezone.now())
+
+
 def endpoint_traffic_record(*, endpoint: Endpoint, traffic: dict[str, int], summary: str) -> str:
-    """Take over the split the platform routes by (set outside the portal): the rows say what clients reach.
-    Returns the split in words when it changed, else ""."""
+    """The sync read the split the platform routes by. While the portal's own split is still on its way (not seen
+    applied since it was set), that is kept, and endpoints_traffic_confirm sends it again; otherwise a split that
+    differs was set outside the portal and is taken over: the rows say what clients reach. Returns the split in
+    words when it was taken over, else ""."""
     with transaction.atomic():
         endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+        pending = endpoint.traffic_pending()
         live = {d.name: d for d in endpoint.deployments.filter(status__in=Deployment.LIVE)}
         before = {name: d.traffic for name, d in live.items()}
         after = {name: int(traffic.get(name, 0)) for name in live}
-        if before == after or sum(after.values()) not in (0, 100):
+        if pending or before == after or sum(after.values()) not in (0, 100):
+            endpoint_traffic_observed(endpoint=endpoint, traffic=traffic)
             return ""
         text = _split_in_words(after)
         _traffic_rows_write(endpoint, live, after, changed_outside=f"traffic set to {text} {summary}"[:300])
+        endpoint_traffic_observed(endpoint=endpoint, traffic=traffic)
         audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=endpoint, via="system",
                      summary=f"traffic of {endpoint.name} was set to {text} {summary}",
                      changes={"traffic": [before, after]})
+    return text
+
+
+def endpoints_traffic_confirm() -> list[str]:
+    """For each endpoint whose split the platform has not been seen routing by since it was set (outside a running
+    promotion, whose traffic step waits for its own): ask the platform, which sends a lost or failed update again;
+    note it once applied. After settings.MLOPS_TRAFFIC_TIMEOUT_SECONDS the split is put back to what the platform
+    was last seen routing by, with the platform's reason, audited. Returns what was put back, in words."""
+    backend = get_backend()
+    promoting = Promotion.objects.filter(state=Promotion.State.RUNNING).values("production_endpoint_id")
+    put_back = []
+    for endpoint in Endpoint.objects.exclude(pk__in=promoting).prefetch_related("deployments"):
+        if not endpoint.traffic_pending():
+            continue
+        split = {d.name: d.traffic for d in endpoint.deployments.all() if d.is_live}
+        try:
+            if backend.endpoint_traffic_applied(endpoint_name=endpoint.name, traffic=split):
+                endpoint_traffic_observed(endpoint=endpoint, traffic=split)
+                continue
+            reason = backend.endpoint_traffic_status(endpoint.name)
+        except BackendError as exc:
+            reason = in_words(exc)
+        waited = (timezone.now() - endpoint.traffic_updated_at).total_seconds()
+        if waited >= settings.MLOPS_TRAFFIC_TIMEOUT_SECONDS:
+            text = _traffic_put_back(endpoint, reason)
+            if text:
+                put_back.append(text)
+    return put_back
+
+
+def _traffic_put_back(endpoint: Endpoint, reason: str) -> str:
+    """The platform did not apply the portal's split in time: the rows take what it was last seen routing by."""
+    with transaction.atomic():
+        endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+        if not endpoint.traffic_pending():
+            return ""
+        live = {d.name: d for d in endpoint.deployments.filter(status__in=Deployment.LIVE)}
+        seen = endpoint.platform_traffic or {}
+        after = {name: int(seen.get(name, 0)) for name in live}
+        before = {name: d.traffic for name, d in live.items()}
+        if sum(after.values()) != sum(int(p) for p in seen.values()) or sum(after.values()) not in (0, 100):
+            return ""  # it routes to a deployment the portal no longer has: the sync says what it finds
+        wanted = _split_in_words({n: p for n, p in before.items() if p}) or "no traffic"
+        text = (f"the ML platform did not apply {wanted} on {endpoint.name} within "
+                f"{settings.MLOPS_TRAFFIC_TIMEOUT_SECONDS} s, so the split is put back to what it routes, "
+                f"{_split_in_words({n: p for n, p in after.items() if p}) or 'no traffic'}"
+                + (f": {reason}" if reason else ""))
+        _traffic_rows_write(endpoint, live, after, changed_outside=endpoint.changed_outside)
+        Endpoint.objects.filter(pk=endpoint.pk).update(platform_traffic_at=timezone.now())
+        audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=endpoint, via="system",
+                     summary=text[:500], changes={"traffic": [before, after]})
     return text
 
 

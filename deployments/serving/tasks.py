@@ -51,6 +51,11 @@ def deployment_remove(self, deployment_id: int) -> None:
         raise exc.retry_task(self, attempt_cap=3)
 
 
+@shared_task(name="deployments.tasks.endpoints_traffic_confirm", soft_time_limit=120, time_limit=150)
+def endpoints_traffic_confirm() -> list[str]:
+    return services.endpoints_traffic_confirm()
+
+
 @shared_task(name="deployments.tasks.deployments_reconcile", soft_time_limit=240, time_limit=300)
 def deployments_reconcile() -> list[int]:
     return services.deployments_reconcile()

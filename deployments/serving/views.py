@@ -35,6 +35,7 @@ def _endpoint_context(request, endpoint, **extra):
         "endpoint": endpoint,
         "deployments": deployments,
         "busy": selectors.endpoint_deployments_busy(deployments),
+        "traffic_pending": endpoint.traffic_pending(),
         "scoring_url": services.endpoint_scoring_url(endpoint),
         "traffic_form": extra.pop("traffic_form", None) or TrafficForm(deployments=live),
         "try_form": extra.pop("try_form", None) or TryItForm(endpoint=endpoint),
@@ -54,9 +55,12 @@ def endpoint_detail(request, name):
     if request.htmx and request.htmx.target == "deployments-table":
         deployments = list(selectors.endpoint_deployments(endpoint=endpoint))
         busy = selectors.endpoint_deployments_busy(deployments)
+        pending = endpoint.traffic_pending()
         response = render(request, "deployments/endpoint_detail.html#deployments-table",
-                          {"endpoint": endpoint, "deployments": deployments, "busy": busy})
-        if not busy:  # settled: stop polling, and show the whole page once more (traffic form, rollback)
+                          {"endpoint": endpoint, "deployments": deployments, "busy": busy,
+                           "traffic_pending": pending})
+        if not busy and not pending:  # settled: stop polling, and show the whole page once more (traffic form,
+            # rollback)
             response.status_code = HttpResponseStopPolling.status_code
             response["HX-Refresh"] = "true"
         return response

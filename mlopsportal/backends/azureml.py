@@ -822,12 +822,13 @@ class AzureMLBackend(MLBackend):
         _detached(_found(f"Deleting deployment {ref['deployment']}", ml.online_deployments.begin_delete,
                          ref["deployment"], ref["endpoint"]))
 
-    def endpoint_traffic_apply(self, *, endpoint_name: str, traffic: dict[str, int]) -> None:
+    def endpoint_traffic_apply(self, *, endpoint_name: str, traffic: dict[str, int]) -> bool:
         ml = self.client()
         with calling(f"Setting the traffic of {endpoint_name}"):
             endpoint = ml.online_endpoints.get(endpoint_name)
             endpoint.traffic = {name: int(percent) for name, percent in traffic.items()}
             _detached(ml.online_endpoints.begin_create_or_update(endpoint))
+        return False  # Azure updates the endpoint in the background: endpoint_traffic_applied says when it did
 
     def endpoint_traffic_applied(self, *, endpoint_name: str, traffic: dict[str, int]) -> bool:
         """Applied once the endpoint is Succeeded with this split. An update that failed (the endpoint is Failed)

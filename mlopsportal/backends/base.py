@@ -271,8 +271,9 @@ class MLBackend(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def endpoint_traffic_apply(self, *, endpoint_name: str, traffic: dict[str, int]) -> None:
-        """Make the platform route the endpoint's requests by these weights (deployment name -> percent)."""
+    def endpoint_traffic_apply(self, *, endpoint_name: str, traffic: dict[str, int]) -> bool:
+        """Make the platform route the endpoint's requests by these weights (deployment name -> percent). True when
+        it routes by them on return; False when it applies them a little later (see endpoint_traffic_applied)."""
 
     def endpoint_traffic_applied(self, *, endpoint_name: str, traffic: dict[str, int]) -> bool:
         """Whether the platform routes by these weights yet (a platform may take a while to apply them). A backend

@@ -412,7 +412,7 @@ class FakeBackend(MLBackend):
             deployment.log.append("restarting")
             return DeployedRef(ref=_ref(deployment), scoring_url=_scoring_url(deployment))
 
-    def endpoint_traffic_apply(self, *, endpoint_name: str, traffic: dict[str, int]) -> None:
+    def endpoint_traffic_apply(self, *, endpoint_name: str, traffic: dict[str, int]) -> bool:
         wanted = {name: int(percent) for name, percent in traffic.items()}
         with _STORE.lock:
             self._raise_if_failing("endpoint_traffic_apply")
@@ -427,6 +427,9 @@ class FakeBackend(MLBackend):
                 raise BackendError(f"Traffic values must add up to 0 or 100, not {sum(wanted.values())}.")
             endpoint.pending = {name: p for name, p in wanted.items() if p}
             endpoint.pending_polls = int(_STORE.knobs["traffic_polls"])
+            if endpoint.pending_polls <= 0:
+                endpoint.traffic, endpoint.pending = endpoint.pending, None
+            return endpoint.pending is None
 
     def endpoint_traffic_applied(self, *, endpoint_name: str, traffic: dict[str, int]) -> bool:
         with _STORE.lock:

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ValidationError
 
+from audit.models import AuditEvent
 from deployments.models import Deployment, DeploymentProfile, Endpoint
 from deployments.serving import services
 from deployments.serving.profile_import import profile_from_yaml
@@ -538,3 +539,67 @@ def test_forms_offer_the_clusters_instance_types_after_test_connection(azure, ad
         assert f'<datalist id="{field}_options">' in page
         assert '<option value="cpu-large" label="4 CPU · 8.00 GiB"></option>' in page
         assert '<option value="defaultinstancetype" label="2 CPU · 2.00 GiB · the cluster&#x27;s default">' in page
+
+
+def test_traffic_asked_for_is_kept_apart_from_what_azure_applied(azure, engineer, client, settings, monkeypatch):
+    """The rows say what the portal asked for; the endpoint keeps what Azure was last seen routing by. A split that
+    was lost (the worker stopped before its PUT) is sent by the confirm task; one that Azure keeps failing is put
+    back to what Azure routes after the timeout, with Azure's reason."""
+    backend = get_backend("azureml")
+    version = version_on_azure(engineer, backend, job_name="job-traffic")
+    profile = DeploymentProfile.objects.create(name="small")
+    staging = services.endpoint_create(name="titanic-staging", stage="staging", profile=profile, actor=engineer)
+    poll_until_settled(start(staging, version, "blue", engineer))
+    poll_until_settled(start(staging, version, "green", engineer))
+    client.force_login(engineer)
+
+    def confirmed():
+        services.endpoints_traffic_confirm()
+        staging.refresh_from_db()
+        return not staging.traffic_pending()
+
+    def routed():
+        return {k: int(v) for k, v in azure.workspace.endpoints["titanic-staging"]["properties"]["traffic"].items()
+                if int(v)}
+
+    services.endpoint_traffic_set(endpoint=staging, traffic={"blue": 100}, actor=engineer)
+    staging.refresh_from_db()
+    assert staging.traffic_pending() and staging.platform_traffic == {}  # asked for, not seen applied yet
+    wait_for(confirmed, timeout=20, message="Azure to route blue 100%")
+    assert staging.platform_traffic == {"blue": 100} and routed() == {"blue": 100}
+
+    # Lost on the way: the worker stopped between the portal's write and the PUT.
+    with monkeypatch.context() as lost:
+        lost.setattr(type(backend), "endpoint_traffic_apply", lambda self, **kwargs: False)
+        services.endpoint_traffic_set(endpoint=staging, traffic={"blue": 50, "green": 50}, actor=engineer)
+    page = client.get(staging.get_absolute_url()).content.decode()
+    assert 'data-testid="traffic-pending"' in page and "last seen routing blue 100%" in page
+    assert 'hx-trigger="every 2s"' in page  # the table keeps looking until it is applied
+    from workspaces import sync
+
+    assert sync.azureml_sync() == []  # Azure still routing blue 100% is not taken for a change made outside
+    staging.refresh_from_db()
+    assert {d.name: d.traffic for d in staging.deployments.all()} == {"blue": 50, "green": 50}
+    assert staging.changed_outside == "" and staging.traffic_pending()
+    puts = len(azure.find("PUT", r"/onlineEndpoints/titanic-staging$"))
+    wait_for(confirmed, timeout=20, message="the lost split to be sent and applied")
+    assert routed() == {"blue": 50, "green": 50} and len(azure.find("PUT", r"/onlineEndpoints/titanic-staging$")) > puts
+    assert 'data-testid="traffic-pending"' not in client.get(staging.get_absolute_url()).content.decode()
+
+    # Azure fails every update: after the timeout the rows take what Azure routes, and say why.
+    for _ in range(40):
+        azure.fail_operation(r"/onlineEndpoints/titanic-staging$", "Traffic update failed: the router is restarting.")
+    settings.MLOPS_TRAFFIC_TIMEOUT_SECONDS = 3
+    services.endpoint_traffic_set(endpoint=staging, traffic={"green": 100}, actor=engineer)
+    put_back = []
+    wait_for(lambda: put_back.extend(services.endpoints_traffic_confirm()) or put_back, timeout=30,
+             message="the split to be put back")
+    assert len(put_back) == 1 and put_back[0].startswith(
+        "the ML platform did not apply green 100% on titanic-staging within 3 s, so the split is put back to what it "
+        "routes, blue 50%, green 50%: Azure ML reports endpoint titanic-staging ")  # Failed, or Updating once more
+    assert put_back[0].endswith("routing blue 50%, green 50%.") or "its last update failed" in put_back[0]
+    staging.refresh_from_db()
+    assert {d.name: d.traffic for d in staging.deployments.all()} == {"blue": 50, "green": 50}
+    assert not staging.traffic_pending() and routed() == {"blue": 50, "green": 50}
+    event = AuditEvent.objects.filter(target_id=str(staging.pk), summary__startswith="the ML platform did not").get()
+    assert event.changes == {"traffic": [{"blue": 0, "green": 100}, {"blue": 50, "green": 50}]}

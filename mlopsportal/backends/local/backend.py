@@ -276,10 +276,11 @@ class LocalServingMixin:
             endpoint.get("traffic", {}).pop(deployment_name, None)
         self._routes_change(change)
 
-    def endpoint_traffic_apply(self, *, endpoint_name: str, traffic: dict[str, int]) -> None:
+    def endpoint_traffic_apply(self, *, endpoint_name: str, traffic: dict[str, int]) -> bool:
         """The router routes by these weights as soon as it sees the table change."""
         self._routes_change(lambda endpoints: endpoints.setdefault(endpoint_name, {}).update(
             traffic={name: percent for name, percent in traffic.items() if percent}))
+        return True
 
     def routing_replace(self, read: Callable[[], list[EndpointRouting]]) -> None:
         self._routes_change(lambda endpoints: {e.name: {
