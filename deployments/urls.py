@@ -17,6 +17,7 @@ urlpatterns = [
     path("models/<str:name>/versions/<int:version>/promote/", promotion_views.version_promote, name="version_promote"),
     path("profiles/import/", views.profile_import, name="profile_import"),
     path("promotions/", promotion_views.promotion_list, name="promotion_list"),
+    path("promotions/waiting/", promotion_views.promotion_inbox, name="promotion_inbox"),
     path("promotions/<int:pk>/", promotion_views.promotion_detail, name="promotion_detail"),
     path("promotions/<int:pk>/decide/", promotion_views.promotion_decide, name="promotion_decide"),
     path("promotions/<int:pk>/cancel/", promotion_views.promotion_cancel, name="promotion_cancel"),

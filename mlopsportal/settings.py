@@ -105,6 +105,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.roles",
+                "deployments.promotions.context_processors.waiting",
             ],
             "builtins": ["template_partials.templatetags.partials"],
             "libraries": {"charts": "mlopsportal.lib.charts"},  # {% chart %}: the one chart component

@@ -1,16 +1,31 @@
 """Reads for the promotion pages."""
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from audit.services import audit_events_for
 from mlopsportal.lib.charts import Chart, Series
 
-from ..models import Promotion
+from ..models import Promotion, PromotionStep
 from ..verification.selectors import stress_baseline
 
 
 def promotion_list() -> QuerySet[Promotion]:
     return Promotion.objects.select_related("version__model", "production_endpoint", "staging_endpoint",
                                             "requested_by", "decided_by", "stress_profile")
+
+
+def promotions_waiting_for(user) -> QuerySet[Promotion]:
+    """Promotions waiting for a decision that `user` may make: approvers, on promotions someone else asked for.
+    Oldest first (the longest wait on top), with the evidence steps (functional, stress) fetched along."""
+    if not user.has_perm("deployments.approve_promotion"):
+        return Promotion.objects.none()
+    evidence = PromotionStep.objects.filter(kind__in=("functional", "stress")).order_by("position")
+    return (promotion_list().filter(state=Promotion.State.AWAITING_APPROVAL).exclude(requested_by=user)
+            .prefetch_related(Prefetch("steps", queryset=evidence, to_attr="evidence_steps"))
+            .order_by("created_at", "pk"))
+
+
+def promotions_waiting_count(user) -> int:
+    return promotions_waiting_for(user).count() if user.has_perm("deployments.approve_promotion") else 0
 
 
 def promotion_progress(*, promotion: Promotion) -> dict:

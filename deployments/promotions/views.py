@@ -46,6 +46,14 @@ def promotion_list(request):
 
 
 @require_GET
+@permission_required("deployments.approve_promotion", raise_exception=True)
+def promotion_inbox(request):
+    """Waiting for you: the promotions this approver may decide, each with its reason and evidence, decided here."""
+    return render(request, "deployments/promotion_inbox.html", {
+        "waiting": list(selectors.promotions_waiting_for(request.user))})
+
+
+@require_GET
 @permission_required("deployments.view_promotion", raise_exception=True)
 def promotion_detail(request, pk):
     promotion = get_object_or_404(selectors.promotion_list(), pk=pk)
@@ -81,7 +89,7 @@ def promotion_decide(request, pk):
         messages.error(request, in_words(exc))
         return redirect(promotion)
     messages.success(request, f"{'Approved' if form.cleaned_data['decision'] == 'approve' else 'Rejected'} {promotion}.")
-    return redirect(promotion)
+    return redirect("deployments:promotion_inbox" if request.POST.get("from") == "inbox" else promotion)
 
 
 @require_POST

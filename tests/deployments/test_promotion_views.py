@@ -266,3 +266,40 @@ def test_deleting_an_endpoint_or_deployment_cannot_cascade_a_promotions_evidence
     assert FunctionalTestRun.objects.filter(promotion=promotion).count() == 1
     assert StressRun.objects.filter(promotion=promotion).count() == 1
     assert PromotionStep.objects.filter(promotion=promotion).count() == 1
+
+
+def test_waiting_for_you_lists_what_the_approver_may_decide_with_a_count(manager_client, admin_client_, admin_user,
+                                                                         engineer_client, engineer, world):
+    """The inbox and the top bar's count: approvers only, never their own requests; decided from the inbox."""
+    inbox = reverse("deployments:promotion_inbox")
+    page = manager_client.get(reverse("models_registry:model_list")).content.decode()
+    assert 'data-testid="waiting-link"' in page and 'data-testid="waiting-count"' not in page
+    assert 'data-testid="inbox-empty"' in manager_client.get(inbox).content.decode()
+
+    theirs = awaiting(world, engineer)
+    PromotionStep.objects.create(promotion=theirs, position=1, kind="functional", label="Functional tests",
+                                 status="succeeded", detail="12 of 12 cases passed.")
+    PromotionStep.objects.create(promotion=theirs, position=2, kind="stress", label="Stress test",
+                                 status="succeeded", detail="p95 41 ms (threshold 500 ms), 0.0% errors.")
+    Promotion.objects.filter(pk=theirs.pk).update(reason="v2 is 3 points better on cross-validation")
+    page = manager_client.get(reverse("models_registry:model_list")).content.decode()
+    assert 'data-testid="waiting-count" aria-label="1 waiting">1<' in page
+    page = manager_client.get(inbox).content.decode()
+    assert f'data-testid="waiting-{theirs.pk}"' in page and "v2 is 3 points better on cross-validation" in page
+    assert "12 of 12 cases passed." in page and "p95 41 ms (threshold 500 ms)" in page
+
+    # An admin's own request is not theirs to decide: not listed, not counted, though the manager's count shows it.
+    Promotion.objects.filter(pk=theirs.pk).update(state=Promotion.State.FAILED)
+    own = awaiting(world, admin_user)
+    assert f'data-testid="waiting-{own.pk}"' not in admin_client_.get(inbox).content.decode()
+    assert 'data-testid="waiting-count"' not in admin_client_.get(inbox).content.decode()
+    # Engineers decide nothing: no link, and the page is refused.
+    assert 'data-testid="waiting-link"' not in engineer_client.get(reverse("models_registry:model_list")).content.decode()
+    assert engineer_client.get(inbox).status_code == 403
+
+    response = manager_client.post(reverse("deployments:promotion_decide", args=[own.pk]),
+                                   {"decision": "approve", "comment": "evidence is fine", "from": "inbox"})
+    assert response.status_code == 302 and response["Location"] == inbox
+    own.refresh_from_db()
+    assert own.state == Promotion.State.RUNNING and own.decision_comment == "evidence is fine"
+    assert 'data-testid="waiting-count"' not in manager_client.get(inbox).content.decode()
