@@ -25,7 +25,7 @@ def promotions_waiting_for(user) -> QuerySet[Promotion]:
 
 
 def promotions_waiting_count(user) -> int:
-    return promotions_waiting_for(user).count() if user.has_perm("deployments.approve_promotion") else 0
+    return promotions_waiting_for(user).count()  # none() for non-approvers: 0, with no query
 
 
 def promotion_progress(*, promotion: Promotion) -> dict:

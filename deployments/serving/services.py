@@ -696,7 +696,7 @@ def _traffic_put_back(endpoint: Endpoint, reason: str) -> str:
                 f"{_split_in_words({n: p for n, p in after.items() if p}) or 'no traffic'}"
                 + (f": {reason}" if reason else ""))
         _traffic_rows_write(endpoint, live, after, changed_outside=endpoint.changed_outside)
-        Endpoint.objects.filter(pk=endpoint.pk).update(platform_traffic_at=timezone.now())
+        endpoint_traffic_observed(endpoint=endpoint, traffic=seen)  # what it routes, seen again now
         audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=endpoint, via="system",
                      summary=text[:500], changes={"traffic": [before, after]})
     return text
