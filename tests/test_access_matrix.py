@@ -175,6 +175,8 @@ READ_ONLY = {
     "deployments:deployment_logs": lambda w: [w.prod.name, w.rows["production", "blue"].pk],
     "deployments:promotion_list": lambda w: [],
     "deployments:promotion_inbox": lambda w: [],
+    "deployments:endpoint_releases": lambda w: [w.prod.name],
+    "deployments:releases_as_of": lambda w: [],
     "deployments:promotion_detail": lambda w: [w.awaiting.pk],
 }
 PUBLIC = {"login"}  # the only view marked login_not_required; its throttling is tested in tests/test_login.py

@@ -1,5 +1,6 @@
 """The deployments app's models, by room: serving, verification, promotions (one app label, one migration history)."""
 from .promotions import Promotion, PromotionStep
+from .releases import ReleaseEvent
 from .serving import (
     DEPLOYMENT_NAME_VALIDATOR,
     ENDPOINT_NAME_VALIDATOR,
@@ -20,6 +21,6 @@ from .verification import (
 
 __all__ = [
     "DEPLOYMENT_NAME_VALIDATOR", "ENDPOINT_NAME_VALIDATOR", "INSTANCE_TYPE_VALIDATOR", "Deployment", "DeploymentProfile", "Endpoint",
-    "FunctionalTestCase", "FunctionalTestRun", "Promotion", "PromotionStep", "StressProfile", "StressRun",
+    "FunctionalTestCase", "FunctionalTestRun", "Promotion", "PromotionStep", "ReleaseEvent", "StressProfile", "StressRun",
     "StressShard", "TestOutcome", "new_endpoint_key",
 ]

@@ -61,3 +61,10 @@ class ProfileImportForm(forms.Form):
         else:
             raise forms.ValidationError("Upload a YAML file or paste its text.")
         return cleaned
+
+
+class AsOfForm(forms.Form):
+    """A moment to look at, in the user's time zone: from the picker (to the minute) or a link (to the microsecond)."""
+    at = forms.DateTimeField(
+        label="As of", input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f"],
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "0.001"}, format="%Y-%m-%dT%H:%M:%S"))

@@ -34,11 +34,12 @@ from mlopsportal.lib.queue import enqueue
 from mlopsportal.lib.refusals import in_words
 from models_registry.models import ModelVersion
 
-from ..models import Deployment, DeploymentProfile, Endpoint, Promotion
+from ..models import Deployment, DeploymentProfile, Endpoint, Promotion, ReleaseEvent
 from .profile_import import ProfileImportError, profile_from_yaml
 
 log = logging.getLogger(__name__)
 Status = Deployment.Status
+Release = ReleaseEvent.Kind
 SCORING_SCRIPT = "score.py"
 
 PRODUCTION_ONLY_THROUGH = "production changes only through a promotion or a rollback"
@@ -63,6 +64,21 @@ def _promotion_holding(deployment: Deployment) -> Promotion | None:
             .filter(models.Q(staging_deployment=deployment) | models.Q(production_deployment=deployment)).first())
 
 
+def release_record(*, endpoint: Endpoint, kind: str, actor, summary: str, deployment: Deployment | None = None,
+                   promotion: Promotion | None = None, via: str = "") -> ReleaseEvent:
+    """Add to the release ledger what the endpoint serves now, right after a change (inside the transaction that
+    made it, so the ledger and the rows never disagree). With no actor it was the system's own doing."""
+    serving = [{"deployment": d.name, "deployment_id": d.pk, "version_id": d.model_version_id,
+                "version": str(d.model_version), "traffic": d.traffic}
+               for d in Deployment.objects.filter(endpoint_id=endpoint.pk, status__in=Deployment.LIVE)
+               .select_related("model_version__model").order_by("created_at", "pk")]
+    person = actor if actor is not None and actor.is_authenticated else None
+    return ReleaseEvent.objects.create(
+        endpoint_id=endpoint.pk, kind=kind, serving=serving, deployment=deployment, promotion=promotion,
+        actor=person, actor_name=person.get_username() if person else "system",
+        via=via or ("portal" if person else "system"), summary=summary[:500])
+
+
 def _status_write(deployment_id: int, *, was, to: str, summary: str, actor=None, **fields) -> bool:
     """Set a deployment's status to `to` (and `fields`) if it is one of `was`; a change of status is audited in the
     same transaction, with the old and the new status. Every status change of a deployment comes through here (or,
@@ -78,6 +94,10 @@ def _status_write(deployment_id: int, *, was, to: str, summary: str, actor=None,
         if current.status != to:
             audit_record(actor=actor, action=AuditEvent.Action.UPDATE, target=current,
                          summary=f"{current} {summary}"[:500], changes=status_change("status", current.status, to))
+        if (current.status in Deployment.LIVE) != (to in Deployment.LIVE):  # it joins or leaves what is served
+            release_record(endpoint=current.endpoint, kind=Release.DEPLOYED if to in Deployment.LIVE else Release.REMOVED,
+                           actor=actor, summary=f"{current} {summary}", deployment=current,
+                           promotion=_promotion_holding(current))
     return True
 
 
@@ -189,6 +209,8 @@ def deployment_create(*, endpoint: Endpoint, version: ModelVersion, name: str, a
         audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=deployment,
                      summary=f"deploying {version} as {deployment}" + (f" ({why})" if why else ""),
                      changes=status_change("status", None, deployment.status))
+        release_record(endpoint=endpoint, kind=Release.DEPLOYED, actor=actor, deployment=deployment,
+                       promotion=promotion, summary=f"deploying {version} as {deployment}" + (f" ({why})" if why else ""))
         if start:
             enqueue("deployments.tasks.deployment_start", deployment.pk,
                     unavailable=lambda message: _not_started(deployment.pk, message))
@@ -322,11 +344,14 @@ def _split_in_words(traffic: dict[str, int]) -> str:
 
 
 def _traffic_rows_write(endpoint: Endpoint, live: dict[str, Deployment], after: dict[str, int], *,
-                        changed_outside: str) -> None:
-    """The rows say the endpoint routes by `after` (inside the caller's transaction, the endpoint locked)."""
+                        changed_outside: str, actor, summary: str, kind: str = Release.TRAFFIC,
+                        promotion: Promotion | None = None) -> None:
+    """The rows say the endpoint routes by `after` (inside the caller's transaction, the endpoint locked), and the
+    release ledger says so too."""
     for name, deployment in live.items():
         Deployment.objects.filter(pk=deployment.pk).update(traffic=after[name])
     Endpoint.objects.filter(pk=endpoint.pk).update(traffic_updated_at=timezone.now(), changed_outside=changed_outside)
+    release_record(endpoint=endpoint, kind=kind, actor=actor, summary=summary, promotion=promotion)
 
 
 def endpoint_traffic_set(*, endpoint: Endpoint, traffic: dict[str, int], actor, reason: str = "",
@@ -334,10 +359,11 @@ def endpoint_traffic_set(*, endpoint: Endpoint, traffic: dict[str, int], actor, 
     """Route the endpoint's requests by these percentages (deployment name -> percent). Names left out get 0.
     On a production endpoint only `promotion` (the one targeting it) may; a rollback goes through _traffic_write."""
     _production_guard(endpoint, promotion=promotion, doing="changing its traffic")
-    return _traffic_write(endpoint=endpoint, traffic=traffic, actor=actor, reason=reason)
+    return _traffic_write(endpoint=endpoint, traffic=traffic, actor=actor, reason=reason, promotion=promotion)
 
 
-def _traffic_write(*, endpoint: Endpoint, traffic: dict[str, int], actor, reason: str) -> dict[str, int]:
+def _traffic_write(*, endpoint: Endpoint, traffic: dict[str, int], actor, reason: str,
+                   promotion: Promotion | None = None, kind: str = Release.TRAFFIC) -> dict[str, int]:
     """endpoint_traffic_set without the production guard: for it and for endpoint_rollback."""
     with transaction.atomic():
         endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
@@ -362,11 +388,12 @@ def _traffic_write(*, endpoint: Endpoint, traffic: dict[str, int], actor, reason
         if before == after:
             return after
         # The portal sets the traffic now: the sync's mark about traffic changed outside no longer holds.
+        summary = f"{reason or 'changed traffic'}: {_split_in_words(after)}"
         _traffic_rows_write(endpoint, live, after,
                             changed_outside="" if endpoint.changed_outside.startswith("traffic")
-                            else endpoint.changed_outside)
-        audit_record(actor=actor, action=AuditEvent.Action.UPDATE, target=endpoint,
-                     summary=f"{reason or 'changed traffic'}: {_split_in_words(after)}",
+                            else endpoint.changed_outside, actor=actor, summary=summary, kind=kind,
+                            promotion=promotion)
+        audit_record(actor=actor, action=AuditEvent.Action.UPDATE, target=endpoint, summary=summary,
                      changes={"traffic": [before, after]})
     # The platform is called after the row lock is released: a slow platform must not hold other writers.
     try:
@@ -376,9 +403,11 @@ def _traffic_write(*, endpoint: Endpoint, traffic: dict[str, int], actor, reason
         with transaction.atomic():  # the platform did not take it: the rows say what it routes, as before
             for name, deployment in live.items():
                 Deployment.objects.filter(pk=deployment.pk, traffic=after[name]).update(traffic=before[name])
+            summary = f"the ML platform refused the traffic change, so it was put back: {exc}"[:500]
             audit_record(actor=actor, action=AuditEvent.Action.UPDATE, target=endpoint,
-                         changes={"traffic": [after, before]},
-                         summary=f"the ML platform refused the traffic change, so it was put back: {exc}"[:500])
+                         changes={"traffic": [after, before]}, summary=summary)
+            release_record(endpoint=endpoint, kind=Release.TRAFFIC, actor=None, summary=summary,
+                           promotion=promotion)
         raise
     return after
 
@@ -400,9 +429,12 @@ def deployment_delete(*, deployment: Deployment, actor, why: str = "", promotion
             raise ValidationError(f"{deployment} still takes {deployment.traffic}% of the traffic; move it first.")
         was = deployment.status
         Deployment.objects.filter(pk=deployment.pk).update(status=Status.DELETING)
-        audit_record(actor=actor, action=AuditEvent.Action.DELETE, target=deployment,
-                     summary=f"deleted {deployment}" + (f" ({why})" if why else ""),
+        summary = f"deleted {deployment}" + (f" ({why})" if why else "")
+        audit_record(actor=actor, action=AuditEvent.Action.DELETE, target=deployment, summary=summary,
                      changes=status_change("status", was, Status.DELETING))
+        if was in Deployment.LIVE:
+            release_record(endpoint=deployment.endpoint, kind=Release.REMOVED, actor=actor, summary=summary,
+                           deployment=deployment, promotion=promotion)
 
         def not_removed(message: str) -> None:
             _status_write(deployment.pk, was=Status.DELETING, to=was, error=f"Not deleted: {message}",
@@ -613,6 +645,8 @@ def deployment_adopt(*, endpoint: Endpoint, name: str, version: ModelVersion, he
         audit_record(actor=None, action=AuditEvent.Action.CREATE, target=deployment, via="system",
                      summary=f"deployment {deployment} was {summary}",
                      changes=status_change("status", None, deployment.status))
+        release_record(endpoint=endpoint, kind=Release.DEPLOYED, actor=None, deployment=deployment,
+                       summary=f"deployment {deployment} was {summary}")
     return deployment
 
 
@@ -643,10 +677,11 @@ def endpoint_traffic_record(*, endpoint: Endpoint, traffic: dict[str, int], summ
             endpoint_traffic_observed(endpoint=endpoint, traffic=traffic)
             return ""
         text = _split_in_words(after)
-        _traffic_rows_write(endpoint, live, after, changed_outside=f"traffic set to {text} {summary}"[:300])
+        said = f"traffic of {endpoint.name} was set to {text} {summary}"
+        _traffic_rows_write(endpoint, live, after, changed_outside=f"traffic set to {text} {summary}"[:300],
+                            actor=None, summary=said)
         endpoint_traffic_observed(endpoint=endpoint, traffic=traffic)
-        audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=endpoint, via="system",
-                     summary=f"traffic of {endpoint.name} was set to {text} {summary}",
+        audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=endpoint, via="system", summary=said,
                      changes={"traffic": [before, after]})
     return text
 
@@ -695,7 +730,8 @@ def _traffic_put_back(endpoint: Endpoint, reason: str) -> str:
                 f"{settings.MLOPS_TRAFFIC_TIMEOUT_SECONDS} s, so the split is put back to what it routes, "
                 f"{_split_in_words({n: p for n, p in after.items() if p}) or 'no traffic'}"
                 + (f": {reason}" if reason else ""))
-        _traffic_rows_write(endpoint, live, after, changed_outside=endpoint.changed_outside)
+        _traffic_rows_write(endpoint, live, after, changed_outside=endpoint.changed_outside, actor=None,
+                            summary=text)
         endpoint_traffic_observed(endpoint=endpoint, traffic=seen)  # what it routes, seen again now
         audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=endpoint, via="system",
                      summary=text[:500], changes={"traffic": [before, after]})
@@ -747,6 +783,6 @@ def endpoint_rollback(*, endpoint: Endpoint, actor, reason: str) -> Deployment:
                               "version. A newer version comes back only through a promotion.")
     current, target = pair
     # A rollback is one of the two ways production changes (a promotion is the other): past the production guard.
-    _traffic_write(endpoint=endpoint, traffic={target.name: 100}, actor=actor,
+    _traffic_write(endpoint=endpoint, traffic={target.name: 100}, actor=actor, kind=Release.ROLLBACK,
                    reason=f"rolled back from {current.model_version} to {target.model_version}: {reason[:300]}")
     return target

@@ -4,19 +4,21 @@ from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from audit.services import audit_events_for
 from mlopsportal.backends import BackendError, get_backend
+from mlopsportal.lib.exports import csv_response
 from mlopsportal.lib.forms import form_errors_text
 from mlopsportal.lib.queue import QueueUnavailable
 from mlopsportal.lib.refusals import in_words
 from models_registry.models import ModelVersion
 
 from ..models import Deployment, Endpoint
-from . import selectors, services
-from .forms import DeployToStagingForm, ProfileImportForm, TrafficForm, TryItForm
+from . import releases, selectors, services
+from .forms import AsOfForm, DeployToStagingForm, ProfileImportForm, TrafficForm, TryItForm
 
 
 @require_GET
@@ -65,6 +67,34 @@ def endpoint_detail(request, name):
             response["HX-Refresh"] = "true"
         return response
     return render(request, "deployments/endpoint_detail.html", _endpoint_context(request, endpoint))
+
+
+@require_GET
+@permission_required("deployments.view_endpoint", raise_exception=True)
+def endpoint_releases(request, name):
+    """The endpoint's release history: a chart of each version's share over time, then the ledger page by page;
+    ?format=csv downloads all of it."""
+    endpoint = get_object_or_404(Endpoint, name=name)
+    if request.GET.get("format") == "csv":
+        return csv_response(releases.endpoint_release_rows(endpoint), f"{endpoint.name}-releases.csv")
+    before = request.GET.get("before", "")
+    page, older = releases.endpoint_release_page(endpoint, before=int(before) if before.isdigit() else None)
+    for event in page:
+        event.as_of_url = releases.as_of_link(event.at, endpoint.name)
+    return render(request, "deployments/endpoint_releases.html", {
+        "endpoint": endpoint, "events": page, "older": older, "paged": before.isdigit(),
+        "chart": releases.endpoint_release_chart(endpoint)})
+
+
+@require_GET
+@permission_required("deployments.view_endpoint", raise_exception=True)
+def releases_as_of(request):
+    """What served each endpoint at a moment: its deployments, versions and shares, who approved, on what evidence."""
+    form = AsOfForm(request.GET if "at" in request.GET else {"at": releases.as_of_text(timezone.now())})
+    at = form.cleaned_data["at"] if form.is_valid() else None
+    return render(request, "deployments/releases_as_of.html", {
+        "form": form, "at": at, "rows": releases.releases_as_of(at) if at is not None else [],
+        "now_url": releases.as_of_link(timezone.now())})
 
 
 @require_POST

@@ -5,6 +5,7 @@ formats); templates draw it with `{% load charts %}{% chart some_chart %}`. Noth
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape
 
@@ -24,13 +25,26 @@ class Series:
 
 
 @dataclass(frozen=True)
+class Band:
+    """One layer of a stacked step chart: its value from each x until the next (a share that holds until changed)."""
+    name: str
+    values: list[float]  # one per Chart.steps_x
+
+
+@dataclass(frozen=True)
 class Chart:
-    """What to draw. `series` for lines on shared axes; `bars` (label, value) for a bar chart or histogram."""
+    """What to draw. `series` for lines on shared axes; `bars` (label, value) for a bar chart or histogram; `bands`
+    over `steps_x` for stacked steps (shares over time), each step linking to `step_links[i]` when given."""
     title: str
     x_label: str
     y_label: str
     series: list[Series] = field(default_factory=list)
     bars: list[tuple[str, float]] = field(default_factory=list)
+    bands: list[Band] = field(default_factory=list)
+    steps_x: list[float] = field(default_factory=list)  # where each step starts; the last one ends at x_end
+    x_end: float = 0.0
+    step_links: list[str] = field(default_factory=list)
+    x_tick_text: Callable[[float], str] | None = None  # instead of x_format (times, say)
     x_format: str = "{:g}"
     y_format: str = "{:.1f}"
     y_from_zero: bool = True  # False: the y axis spans the values (a metric that moves in its third decimal)
@@ -45,7 +59,10 @@ class Chart:
 
     @property
     def empty(self) -> bool:
-        return not self.bars and not self.values
+        return not self.bars and not self.values and not self.steps_x
+
+    def x_text(self, value: float) -> str:
+        return self.x_tick_text(value) if self.x_tick_text else self.x_format.format(value)
 
 
 class _Frame:
@@ -150,6 +167,36 @@ def _bars(chart: Chart) -> list[str]:
     return parts
 
 
+def _steps(chart: Chart) -> list[str]:
+    xs = [*chart.steps_x, max(chart.x_end, chart.steps_x[-1])]
+    x_range = (xs[0], xs[-1]) if xs[0] != xs[-1] else (xs[0] - 1, xs[0] + 1)
+    top = max([sum(b.values[i] for b in chart.bands) for i in range(len(chart.steps_x))] or [0]) or 1
+    frame = _Frame(chart, x_range, (0, top))
+    parts = frame.grid(chart.y_format)
+    parts += [frame.x_tick(frame.x(x), chart.x_text(x))
+              for x in (x_range[0] + (x_range[1] - x_range[0]) * i / 4 for i in range(5))]
+    parts.append(frame.axis_labels())
+    below = [0.0] * len(chart.steps_x)
+    for index, band in enumerate(chart.bands):
+        css = f"series-{index % 8}"
+        for i, value in enumerate(band.values):
+            if not value:
+                continue
+            x0, x1 = frame.x(xs[i]), frame.x(xs[i + 1])
+            y_top, y_bottom = frame.y(below[i] + value), frame.y(below[i])
+            shape = (f'<rect x="{x0:.1f}" y="{y_top:.1f}" width="{max(0.5, x1 - x0):.1f}" '
+                     f'height="{y_bottom - y_top:.1f}" class="chart-band {css}"><title>{escape(band.name)}: '
+                     f'{escape(chart.y_format.format(value))} from {escape(chart.x_text(xs[i]))}</title></rect>')
+            link = chart.step_links[i] if i < len(chart.step_links) else ""
+            parts.append(f'<a href="{escape(link)}">{shape}</a>' if link else shape)
+        below = [b + v for b, v in zip(below, band.values, strict=True)]
+        column, row = index % 4, index // 4
+        parts.append(f'<rect x="{frame.left + 10 + column * 150}" y="{4 + row * 12}" width="12" height="8" '
+                     f'class="legend {css}"/><text x="{frame.left + 26 + column * 150}" y="{12 + row * 12}" '
+                     f'class="chart-tick">{escape(band.name[:22])}</text>')
+    return parts
+
+
 def render(chart: Chart) -> SafeString:
     """The chart as an SVG element; every text in it escaped."""
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {chart.width} {chart.height}" class="chart" '
@@ -158,7 +205,7 @@ def render(chart: Chart) -> SafeString:
         parts.append(f'<text x="{chart.width / 2}" y="{chart.height / 2}" text-anchor="middle" class="chart-empty">'
                      'No data yet</text>')
     else:
-        parts += _bars(chart) if chart.bars else _lines(chart)
+        parts += _bars(chart) if chart.bars else _steps(chart) if chart.steps_x else _lines(chart)
     return mark_safe("".join(parts) + "</svg>")  # noqa: S308 (built above from escaped parts)
 
 

@@ -78,3 +78,90 @@ def test_the_migration_reverses(django_user_model):
         assert old.get_model("deployments", "PromotionStep").objects.get(promotion_id=promotion.pk).kind == "traffic_50"
     finally:
         _migrate(latest)
+
+
+LEDGER_BEFORE = [("deployments", "0011_endpoint_platform_traffic")]
+
+
+def test_the_release_ledger_is_backfilled_from_the_audit_log(django_user_model):
+    """A database holding today's data: deployments and traffic changes known only from the audit log, written in
+    the shapes today's services write (a deployment name reused after the first one was deleted, a promotion, a
+    rollback), and an endpoint whose rows predate its events. The migration replays them into the ledger."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from audit.services import status_change
+
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes()
+    old = _migrate(LEDGER_BEFORE)
+    try:
+        user = old.get_model("auth", "User").objects.create(username="old-admin")
+        Model = old.get_model("models_registry", "RegisteredModel")
+        Version = old.get_model("models_registry", "ModelVersion")
+        model = Model.objects.create(name="titanic")
+        v1, v2 = (Version.objects.create(model=model, version=n, artifact_uri=f"local:registry/titanic/{n}",
+                                         artifact_sha256="0" * 64) for n in (1, 2))
+        profile = old.get_model("deployments", "DeploymentProfile").objects.create(name="small")
+        Endpoint = old.get_model("deployments", "Endpoint")
+        staging = Endpoint.objects.create(name="t-staging", stage="staging", profile=profile)
+        prod = Endpoint.objects.create(name="t-prod", stage="production", profile=profile)
+        quiet = Endpoint.objects.create(name="t-quiet", stage="staging", profile=profile)
+        Deployment = old.get_model("deployments", "Deployment")
+        blue = Deployment.objects.create(endpoint=prod, name="blue", model_version=v1, status="healthy", traffic=100)
+        green = Deployment.objects.create(endpoint=prod, name="green", model_version=v2, status="healthy")
+        red_1 = Deployment.objects.create(endpoint=prod, name="red", model_version=v1, status="deleted")
+        red_2 = Deployment.objects.create(endpoint=prod, name="red", model_version=v2, status="creating")
+        Deployment.objects.create(endpoint=quiet, name="blue", model_version=v2, status="healthy", traffic=100)
+        promotion = old.get_model("deployments", "Promotion").objects.create(
+            version=v2, staging_endpoint=staging, production_endpoint=prod, requested_by_id=user.pk,
+            approval_required=True, traffic_steps=[10, 100], state="succeeded", production_deployment_id=green.pk)
+        ContentType = old.get_model("contenttypes", "ContentType")
+        on_deployment = ContentType.objects.get(app_label="deployments", model="deployment")
+        on_endpoint = ContentType.objects.get(app_label="deployments", model="endpoint")
+        AuditEvent = old.get_model("audit", "AuditEvent")
+        start = timezone.now() - timedelta(days=3)
+        written = [
+            (blue, "create", "deploying titanic v1 as t-prod/blue", status_change("status", None, "creating")),
+            (red_1, "create", "deploying titanic v1 as t-prod/red", status_change("status", None, "creating")),
+            (blue, "update", "t-prod/blue is healthy", status_change("status", "creating", "healthy")),
+            (red_1, "delete", "deleted t-prod/red", status_change("status", "creating", "deleting")),
+            (red_1, "update", "t-prod/red is deleted", status_change("status", "deleting", "deleted")),
+            (prod, "update", "changed traffic: blue 100%", {"traffic": [{"blue": 0}, {"blue": 100}]}),
+            (green, "create", f"deploying titanic v2 as t-prod/green (promotion #{promotion.pk}: titanic v2 to t-prod)",
+             status_change("status", None, "creating")),
+            (prod, "update", f"promotion #{promotion.pk}: titanic v2 to t-prod: step to 10%: blue 90%, green 10%",
+             {"traffic": [{"blue": 100, "green": 0}, {"blue": 90, "green": 10}]}),
+            (prod, "update", f"promotion #{promotion.pk}: titanic v2 to t-prod: step to 100%: blue 0%, green 100%",
+             {"traffic": [{"blue": 90, "green": 10}, {"blue": 0, "green": 100}]}),
+            (prod, "update", "rolled back from titanic v2 to titanic v1: errors: blue 100%, green 0%",
+             {"traffic": [{"blue": 0, "green": 100}, {"blue": 100, "green": 0}]}),
+            (prod, "update", "edited t-prod", {"diff": [{"field": "traffic_steps", "old": "10,100", "new": "50,100"}]}),
+            (red_2, "create", "deploying titanic v2 as t-prod/red", status_change("status", None, "creating")),
+        ]
+        for minutes, (target, action, summary, changes) in enumerate(written):
+            event = AuditEvent.objects.create(
+                actor_id=user.pk, actor_name="old-admin", action=action, summary=summary, changes=changes,
+                target_type=on_endpoint if target is prod else on_deployment, target_id=str(target.pk),
+                target_repr=str(target.pk), via="portal")
+            AuditEvent.objects.filter(pk=event.pk).update(at=start + timedelta(minutes=minutes))
+    finally:
+        new = _migrate(latest)
+
+    ReleaseEvent = new.get_model("deployments", "ReleaseEvent")
+    ledger = list(ReleaseEvent.objects.filter(endpoint_id=prod.pk).order_by("at", "id"))
+    assert [(e.kind, e.deployment_id) for e in ledger] == [
+        ("deployed", blue.pk), ("deployed", red_1.pk), ("removed", red_1.pk), ("traffic", None),
+        ("deployed", green.pk), ("traffic", None), ("traffic", None), ("rollback", None), ("deployed", red_2.pk)]
+    splits = [{row["deployment"]: row["traffic"] for row in e.serving} for e in ledger]
+    assert splits == [{"blue": 0}, {"blue": 0, "red": 0}, {"blue": 0}, {"blue": 100}, {"blue": 100, "green": 0},
+                      {"blue": 90, "green": 10}, {"blue": 0, "green": 100}, {"blue": 100, "green": 0},
+                      {"blue": 100, "green": 0, "red": 0}]
+    assert [row["deployment_id"] for row in ledger[-1].serving] == [blue.pk, green.pk, red_2.pk]
+    assert ledger[5].serving[1]["version"] == "titanic v2" and ledger[5].serving[1]["version_id"] == v2.pk
+    assert [e.promotion_id for e in ledger] == [None] * 4 + [promotion.pk] * 3 + [None] * 2
+    assert {e.actor_name for e in ledger} == {"old-admin"} and ledger[0].at == start
+    # An endpoint the log says nothing of starts its ledger with what it serves now.
+    (found,) = ReleaseEvent.objects.filter(endpoint_id=quiet.pk)
+    assert found.actor_name == "system" and [(r["deployment"], r["traffic"]) for r in found.serving] == [("blue", 100)]
+    assert not ReleaseEvent.objects.filter(endpoint_id=staging.pk).exists()
