@@ -14,6 +14,7 @@ from django_htmx.http import HttpResponseStopPolling
 from audit.services import audit_events_for
 from deployments.models import FunctionalTestRun, StressRun
 from deployments.promotions.forms import PromoteForm
+from deployments.serving import releases
 from deployments.serving.forms import DeployToStagingForm
 from mlopsportal.backends import BackendError, get_backend
 from mlopsportal.lib.forms import form_errors_text
@@ -38,6 +39,9 @@ def _page(request, queryset, per_page):
 def model_list(request):
     search = request.GET.get("q", "").strip()[:100]
     page = _page(request, selectors.registered_model_list(search=search), MODELS_PER_PAGE)
+    serving = releases.in_production(model_ids=[model.pk for model in page])
+    for model in page:
+        model.in_production = serving.get(model.pk, [])
     context = {"page": page, "search": search}
     if request.htmx and request.htmx.target == "model-table":
         return render(request, "models_registry/model_list.html#model-table", context)
@@ -49,8 +53,12 @@ def model_list(request):
 def model_detail(request, name):
     model = get_object_or_404(RegisteredModel, name=name)
     page = _page(request, selectors.model_version_list(model=model), VERSIONS_PER_PAGE)
+    in_production = releases.in_production(model_ids=[model.pk]).get(model.pk, [])
+    serving_ids = {serving.version.pk for serving in in_production}
+    for version in page:
+        version.in_production = version.pk in serving_ids
     context = {"model": model, "page": page, "chart": selectors.model_metric_chart(model=model),
-               "events": selectors.model_history(model=model)}
+               "events": selectors.model_history(model=model), "in_production": in_production}
     if request.htmx and request.htmx.target == "version-table":
         return render(request, "models_registry/model_detail.html#version-table", context)
     return render(request, "models_registry/model_detail.html", context)

@@ -46,9 +46,10 @@ def ledger_from_audit(apps, schema_editor):
     state = {pk: {} for pk in endpoints}  # endpoint -> deployment name -> row as the ledger keeps it
     batch = []
 
-    def row_of(d, traffic=0):
+    def row_of(d, traffic=0, since=None):
         return {"deployment": d["name"], "deployment_id": d["pk"], "version_id": d["model_version_id"],
-                "version": f"{d['model_version__model__name']} v{d['model_version__version']}", "traffic": traffic}
+                "version": f"{d['model_version__model__name']} v{d['model_version__version']}", "traffic": traffic,
+                "since": since}
 
     def emit(endpoint_id, event, kind, deployment_id=None):
         named = PROMOTION_NAMED.search(event.summary or "")
@@ -88,7 +89,9 @@ def ledger_from_audit(apps, schema_editor):
                 served = state[endpoint_id]
                 for name, row in served.items():
                     percent = pair[1].get(name, 0)
-                    row["traffic"] = percent if isinstance(percent, int) else 0
+                    percent = percent if isinstance(percent, int) else 0
+                    row["since"] = (row["since"] or event.at.isoformat()) if percent else None
+                    row["traffic"] = percent
                 emit(endpoint_id, event, "rollback" if (event.summary or "").startswith("rolled back") else "traffic")
     ReleaseEvent.objects.bulk_create(batch)
     batch.clear()
@@ -99,14 +102,22 @@ def ledger_from_audit(apps, schema_editor):
             "pk", "name", "endpoint_id", "model_version_id", "model_version__version", "model_version__model__name",
             "traffic"):
         now_serving[d["endpoint_id"]][d["name"]] = row_of(d, d["traffic"])
+
+    def without_since(rows):
+        return {name: {k: v for k, v in row.items() if k != "since"} for name, row in rows.items()}
+
     for endpoint in Endpoint.objects.filter(pk__in=endpoints):
-        if now_serving[endpoint.pk] == state[endpoint.pk]:
+        if without_since(now_serving[endpoint.pk]) == without_since(state[endpoint.pk]):
             continue
-        state[endpoint.pk] = now_serving[endpoint.pk]
         latest = ReleaseEvent.objects.filter(endpoint_id=endpoint.pk).order_by("-at").values_list("at", flat=True)
         found = SimpleNamespace(
             at=max([endpoint.traffic_updated_at, *latest[:1]]), actor_id=None, actor_name="system", via="system",
             summary="what the endpoint served when the release ledger began (the audit log does not say all of how)")
+        for name, row in now_serving[endpoint.pk].items():
+            kept = state[endpoint.pk].get(name)
+            if row["traffic"]:
+                row["since"] = kept["since"] if kept and kept["traffic"] and kept["since"] else found.at.isoformat()
+        state[endpoint.pk] = now_serving[endpoint.pk]
         emit(endpoint.pk, found, "traffic")
     ReleaseEvent.objects.bulk_create(batch)
 

@@ -31,6 +31,17 @@ class Served:
     version_label: str
     version: ModelVersion | None
     promotion: Promotion | None
+    since: datetime | None = None
+
+
+@dataclass
+class InProduction:
+    """A version that takes traffic on a production endpoint now, and since when without a break."""
+    endpoint: Endpoint
+    deployment: str
+    version: ModelVersion
+    traffic: int
+    since: datetime | None
 
 
 @dataclass
@@ -71,8 +82,41 @@ def _served(events: list[ReleaseEvent]) -> dict[int, list[Served]]:
     promotions = _promotions_by_deployment({row["deployment_id"] for row in rows})
     return {event.pk: sorted(
         (Served(deployment=row["deployment"], traffic=row["traffic"], version_label=row["version"],
-                version=versions.get(row["version_id"]), promotion=promotions.get(row["deployment_id"]))
+                version=versions.get(row["version_id"]), promotion=promotions.get(row["deployment_id"]),
+                since=_since(row))
          for row in event.serving), key=lambda s: (-s.traffic, s.deployment)) for event in events}
+
+
+def _since(row: dict) -> datetime | None:
+    try:
+        return datetime.fromisoformat(row["since"]) if row.get("since") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def in_production(*, model_ids: list[int] | None = None) -> dict[int, list[InProduction]]:
+    """Model id -> its versions that serve a production endpoint now, with since when (three queries, whatever the
+    ledger holds). Read from each production endpoint's latest ledger event, the same transaction's writes as the
+    rows."""
+    latest = ReleaseEvent.objects.filter(endpoint=OuterRef("pk")).order_by("-at", "-id").values("pk")[:1]
+    endpoints = {e.release_id: e for e in Endpoint.objects.filter(stage=Endpoint.Stage.PRODUCTION)
+                 .annotate(release_id=Subquery(latest)).order_by("name") if e.release_id}
+    events = ReleaseEvent.objects.only("serving").in_bulk(list(endpoints))
+    rows = [(endpoints[pk], row) for pk, event in events.items() for row in event.serving if row.get("traffic")]
+    versions = ModelVersion.objects.select_related("model").filter(pk__in={row["version_id"] for _, row in rows})
+    if model_ids is not None:
+        versions = versions.filter(model_id__in=model_ids)
+    versions = versions.in_bulk()
+    found: dict[int, list[InProduction]] = {}
+    for endpoint, row in rows:
+        version = versions.get(row["version_id"])
+        if version is not None:
+            found.setdefault(version.model_id, []).append(InProduction(
+                endpoint=endpoint, deployment=row["deployment"], version=version, traffic=row["traffic"],
+                since=_since(row)))
+    for serving in found.values():
+        serving.sort(key=lambda s: (s.endpoint.name, -s.traffic))
+    return found
 
 
 def releases_as_of(at: datetime) -> list[EndpointAsOf]:

@@ -67,14 +67,20 @@ def _promotion_holding(deployment: Deployment) -> Promotion | None:
 def release_record(*, endpoint: Endpoint, kind: str, actor, summary: str, deployment: Deployment | None = None,
                    promotion: Promotion | None = None, via: str = "") -> ReleaseEvent:
     """Add to the release ledger what the endpoint serves now, right after a change (inside the transaction that
-    made it, so the ledger and the rows never disagree). With no actor it was the system's own doing."""
+    made it, so the ledger and the rows never disagree). Each deployment that takes traffic keeps since when it has
+    without a break. With no actor it was the system's own doing."""
+    now = timezone.now()
+    previous = (ReleaseEvent.objects.filter(endpoint_id=endpoint.pk).order_by("-at", "-id")
+                .values_list("serving", flat=True).first()) or []
+    since = {row["deployment_id"]: row.get("since") for row in previous if row.get("traffic")}
     serving = [{"deployment": d.name, "deployment_id": d.pk, "version_id": d.model_version_id,
-                "version": str(d.model_version), "traffic": d.traffic}
+                "version": str(d.model_version), "traffic": d.traffic,
+                "since": (since.get(d.pk) or now.isoformat()) if d.traffic else None}
                for d in Deployment.objects.filter(endpoint_id=endpoint.pk, status__in=Deployment.LIVE)
                .select_related("model_version__model").order_by("created_at", "pk")]
     person = actor if actor is not None and actor.is_authenticated else None
     return ReleaseEvent.objects.create(
-        endpoint_id=endpoint.pk, kind=kind, serving=serving, deployment=deployment, promotion=promotion,
+        endpoint_id=endpoint.pk, at=now, kind=kind, serving=serving, deployment=deployment, promotion=promotion,
         actor=person, actor_name=person.get_username() if person else "system",
         via=via or ("portal" if person else "system"), summary=summary[:500])
 

@@ -158,6 +158,9 @@ def test_the_release_ledger_is_backfilled_from_the_audit_log(django_user_model):
                       {"blue": 90, "green": 10}, {"blue": 0, "green": 100}, {"blue": 100, "green": 0},
                       {"blue": 100, "green": 0, "red": 0}]
     assert [row["deployment_id"] for row in ledger[-1].serving] == [blue.pk, green.pk, red_2.pk]
+    since = [{row["deployment"]: row["since"] for row in e.serving if row["since"]} for e in ledger]
+    assert since[5] == {"blue": ledger[3].at.isoformat(), "green": ledger[5].at.isoformat()}
+    assert since[7] == since[8] == {"blue": ledger[7].at.isoformat()}  # since the rollback, not since it first served
     assert ledger[5].serving[1]["version"] == "titanic v2" and ledger[5].serving[1]["version_id"] == v2.pk
     assert [e.promotion_id for e in ledger] == [None] * 4 + [promotion.pk] * 3 + [None] * 2
     assert {e.actor_name for e in ledger} == {"old-admin"} and ledger[0].at == start

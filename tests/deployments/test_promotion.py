@@ -165,7 +165,10 @@ def test_failing_functional_case_stops_before_production(worker, router, enginee
         in promotion.failure_reason
     statuses = dict(promotion.steps.values_list("kind", "status"))
     assert statuses["functional"] == "failed" and statuses["stress"] == "canceled"
-    assert serving(prod) == {} and not staging.deployments.filter(status__in=Deployment.LIVE).exists()
+    # The clean-up runs right after the promotion is marked failed, in the same worker.
+    wait_for(lambda: not staging.deployments.filter(status__in=Deployment.LIVE).exists(), timeout=10,
+             message="staging cleanup")
+    assert serving(prod) == {}
     run = promotion.functional_runs.get()
     assert run.results[0]["status"] == 200 and '"prediction": 1' in run.results[0]["body"]
     assert_every_change_audited(engineer)

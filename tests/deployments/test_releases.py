@@ -183,3 +183,24 @@ def test_release_pages_need_a_login(client, prod_history):
         response = client.get(url)
         assert response.status_code == 302 and "/login/" in response["Location"]
     assert ReleaseEvent.objects.count() == 5
+
+
+def test_models_list_and_model_page_say_which_version_serves_production_since_when(prod_history, admin_user,
+                                                                                   manager_client):
+    prod, v1, v2, promotion = prod_history
+    took_all = prod.release_events.filter(kind="traffic").order_by("at", "id")[2]  # green 100%
+    ten = prod.release_events.filter(kind="traffic").order_by("at", "id")[1]  # green 10%: since then
+    (serving,) = releases.in_production()[v2.model_id]
+    assert (serving.endpoint, serving.version, serving.traffic, serving.since) == (prod, v2, 100, ten.at)
+    assert took_all.serving[1]["since"] == ten.at.isoformat()
+
+    page = manager_client.get(reverse("models_registry:model_list")).content.decode()
+    assert "v2</a> on <a" in page and f"since {timezone.localtime(ten.at):%Y-%m-%d %H:%M}" in page
+    detail = manager_client.get(reverse("models_registry:model_detail", args=["titanic"])).content.decode()
+    assert "takes 100% of" in detail and "in production</span>" in detail
+
+    # After a rollback, v1 serves again: since the rollback, not since it first served.
+    services.endpoint_rollback(endpoint=prod, actor=admin_user, reason="errors")
+    rollback = prod.release_events.order_by("-at", "-id").first()
+    (serving,) = releases.in_production()[v1.model_id]
+    assert (serving.version, serving.since) == (v1, rollback.at)
