@@ -6,6 +6,7 @@ from mlopsportal import examples
 from mlopsportal.backends import get_backend
 
 from .models import NAME_VALIDATOR, RegisteredModel
+from .timeline import KINDS
 
 PARAM_PREFIX = "param_"
 
@@ -111,3 +112,16 @@ class ModelEditForm(forms.ModelForm):
             raise forms.ValidationError(f"No version of {self.instance.name} reports {metric!r}; its versions "
                                         f"report {', '.join(sorted(reported))}.")
         return metric
+
+
+class TimelineFilterForm(forms.Form):
+    """Which entries of a model's timeline to show: kinds (none ticked: all) and days, in the user's time zone."""
+    kind = forms.MultipleChoiceField(choices=list(KINDS.items()), required=False, widget=forms.CheckboxSelectMultiple)
+    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label="To (inclusive)", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            raise forms.ValidationError("“From” must be on or before “To”.")
+        return data

@@ -1,5 +1,6 @@
 """Pages of the model registry: models, versions, training runs, launching and registering."""
 import mimetypes
+from datetime import datetime, time, timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
@@ -8,6 +9,7 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
@@ -17,11 +19,12 @@ from deployments.promotions.forms import PromoteForm
 from deployments.serving import releases
 from deployments.serving.forms import DeployToStagingForm
 from mlopsportal.backends import BackendError, get_backend
+from mlopsportal.lib.exports import csv_response
 from mlopsportal.lib.forms import form_errors_text
 from mlopsportal.lib.queue import QueueUnavailable
 
-from . import selectors, services
-from .forms import ModelEditForm, RegisterVersionForm, TrainingLaunchForm
+from . import selectors, services, timeline
+from .forms import ModelEditForm, RegisterVersionForm, TimelineFilterForm, TrainingLaunchForm
 from .models import ModelVersion, RegisteredModel, TrainingRun
 
 MODELS_PER_PAGE = 25
@@ -62,6 +65,43 @@ def model_detail(request, name):
     if request.htmx and request.htmx.target == "version-table":
         return render(request, "models_registry/model_detail.html#version-table", context)
     return render(request, "models_registry/model_detail.html", context)
+
+
+def _day_start(day):
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+@require_GET
+@permission_required("models_registry.view_registeredmodel", raise_exception=True)
+def model_timeline(request, name):
+    """Everything that happened to a model, newest first, filtered by kind and day; ?format=csv for all of it."""
+    model = get_object_or_404(RegisteredModel, name=name)
+    form = TimelineFilterForm(request.GET)
+    window = {"kinds": (), "since": None, "until": None}
+    if form.is_valid():
+        data = form.cleaned_data
+        window = {"kinds": data["kind"], "since": _day_start(data["since"]) if data["since"] else None,
+                  "until": _day_start(data["until"] + timedelta(days=1)) if data["until"] else None}
+    if request.GET.get("format") == "csv":
+        entries = timeline.model_timeline_all(model, **window)
+        return csv_response(timeline.model_timeline_rows(entries), f"{model.name}-timeline.csv")
+    try:
+        before = datetime.fromisoformat(request.GET.get("before", ""))
+    except ValueError:
+        before = None
+    if before is not None and timezone.is_aware(before):
+        window["until"] = min(before, window["until"]) if window["until"] else before
+    entries, more = timeline.model_timeline(model, **window)
+    query = request.GET.copy()
+    query.pop("before", None)
+    query.pop("format", None)
+    next_query = query.copy()
+    if more is not None:
+        next_query["before"] = more.isoformat()
+    return render(request, "models_registry/model_timeline.html", {
+        "model": model, "form": form, "entries": entries, "kinds": timeline.KINDS, "paged": before is not None,
+        "first_url": "?" + query.urlencode(), "next_url": "?" + next_query.urlencode() if more else "",
+        "csv_url": "?" + (query.urlencode() + "&" if query else "") + "format=csv"})
 
 
 @require_http_methods(["GET", "POST"])

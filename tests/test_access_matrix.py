@@ -177,6 +177,7 @@ READ_ONLY = {
     "deployments:promotion_inbox": lambda w: [],
     "deployments:endpoint_releases": lambda w: [w.prod.name],
     "deployments:releases_as_of": lambda w: [],
+    "models_registry:model_timeline": lambda w: [w.model.name],
     "deployments:promotion_detail": lambda w: [w.awaiting.pk],
 }
 PUBLIC = {"login"}  # the only view marked login_not_required; its throttling is tested in tests/test_login.py

@@ -40,7 +40,8 @@ def ledger_from_audit(apps, schema_editor):
                                                                    model__in=["endpoint", "deployment"])}
     deployments = {d["pk"]: d for d in Deployment.objects.values(
         "pk", "name", "endpoint_id", "model_version_id", "model_version__version", "model_version__model__name",
-        "created_at")}
+        "model_version__model_id", "created_at")}
+    model_of_version = {d["model_version_id"]: d["model_version__model_id"] for d in deployments.values()}
     promotions = set(Promotion.objects.values_list("pk", flat=True))
     endpoints = set(Endpoint.objects.values_list("pk", flat=True))
     state = {pk: {} for pk in endpoints}  # endpoint -> deployment name -> row as the ledger keeps it
@@ -53,9 +54,15 @@ def ledger_from_audit(apps, schema_editor):
 
     def emit(endpoint_id, event, kind, deployment_id=None):
         named = PROMOTION_NAMED.search(event.summary or "")
+        if deployment_id is not None:
+            model_id = deployments[deployment_id]["model_version__model_id"]
+        else:
+            top = max(state[endpoint_id].values(), key=lambda r: r["traffic"], default=None)
+            model_id = model_of_version.get(top["version_id"]) if top else None
         promotion_id = int(named.group(1)) if named and int(named.group(1)) in promotions else None
         batch.append(ReleaseEvent(
             endpoint_id=endpoint_id, at=event.at, kind=kind, deployment_id=deployment_id, promotion_id=promotion_id,
+            model_id=model_id,
             serving=[dict(r) for r in sorted(state[endpoint_id].values(), key=lambda r: r["deployment_id"])],
             actor_id=event.actor_id, actor_name=event.actor_name, via=event.via, summary=(event.summary or "")[:500]))
         if len(batch) >= BATCH:
@@ -100,7 +107,7 @@ def ledger_from_audit(apps, schema_editor):
     now_serving = {pk: {} for pk in endpoints}
     for d in Deployment.objects.filter(status__in=LIVE).values(
             "pk", "name", "endpoint_id", "model_version_id", "model_version__version", "model_version__model__name",
-            "traffic"):
+            "model_version__model_id", "traffic"):
         now_serving[d["endpoint_id"]][d["name"]] = row_of(d, d["traffic"])
 
     def without_since(rows):
@@ -130,6 +137,7 @@ class Migration(migrations.Migration):
         ('deployments', '0011_endpoint_platform_traffic'),
         ('audit', '0003_reveal_action_in_plain_words'),
         ('contenttypes', '0002_remove_content_type_name'),
+        ('models_registry', '0003_versions_reserved'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -147,11 +155,12 @@ class Migration(migrations.Migration):
                 ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
                 ('deployment', models.ForeignKey(blank=True, help_text='The deployment added or removed.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='deployments.deployment')),
                 ('endpoint', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='release_events', to='deployments.endpoint')),
+                ('model', models.ForeignKey(blank=True, help_text="The model the change is about (for its timeline): the deployment's, else the one taking the most traffic after it.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='models_registry.registeredmodel')),
                 ('promotion', models.ForeignKey(blank=True, help_text='The promotion that made the change, with its approval and evidence.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='deployments.promotion')),
             ],
             options={
                 'ordering': ['-at', '-id'],
-                'indexes': [models.Index(fields=['endpoint', '-at', '-id'], name='release_endpoint_at'), models.Index(fields=['-at', '-id'], name='release_at')],
+                'indexes': [models.Index(fields=['endpoint', '-at', '-id'], name='release_endpoint_at'), models.Index(fields=['model', '-at', '-id'], name='release_model_at'), models.Index(fields=['-at', '-id'], name='release_at')],
             },
         ),
         migrations.RunPython(ledger_from_audit, migrations.RunPython.noop),

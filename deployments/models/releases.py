@@ -26,6 +26,9 @@ class ReleaseEvent(models.Model):
     serving = models.JSONField(default=list, help_text="What the endpoint served right after the change.")
     deployment = models.ForeignKey(Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
                                    help_text="The deployment added or removed.")
+    model = models.ForeignKey("models_registry.RegisteredModel", null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+", help_text="The model the change is about (for its timeline): the "
+                              "deployment's, else the one taking the most traffic after it.")
     promotion = models.ForeignKey(Promotion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
                                   help_text="The promotion that made the change, with its approval and evidence.")
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
@@ -37,6 +40,7 @@ class ReleaseEvent(models.Model):
     class Meta:
         ordering = ["-at", "-id"]
         indexes = [models.Index(fields=["endpoint", "-at", "-id"], name="release_endpoint_at"),
+                   models.Index(fields=["model", "-at", "-id"], name="release_model_at"),
                    models.Index(fields=["-at", "-id"], name="release_at")]
 
     def __str__(self) -> str:

@@ -73,14 +73,17 @@ def release_record(*, endpoint: Endpoint, kind: str, actor, summary: str, deploy
     previous = (ReleaseEvent.objects.filter(endpoint_id=endpoint.pk).order_by("-at", "-id")
                 .values_list("serving", flat=True).first()) or []
     since = {row["deployment_id"]: row.get("since") for row in previous if row.get("traffic")}
+    live = list(Deployment.objects.filter(endpoint_id=endpoint.pk, status__in=Deployment.LIVE)
+                .select_related("model_version__model").order_by("created_at", "pk"))
     serving = [{"deployment": d.name, "deployment_id": d.pk, "version_id": d.model_version_id,
                 "version": str(d.model_version), "traffic": d.traffic,
-                "since": (since.get(d.pk) or now.isoformat()) if d.traffic else None}
-               for d in Deployment.objects.filter(endpoint_id=endpoint.pk, status__in=Deployment.LIVE)
-               .select_related("model_version__model").order_by("created_at", "pk")]
+                "since": (since.get(d.pk) or now.isoformat()) if d.traffic else None} for d in live]
+    # The model the change is about: the one added or removed, else the one taking the most traffic after it.
+    about = deployment or max(live, key=lambda d: d.traffic, default=None)
     person = actor if actor is not None and actor.is_authenticated else None
     return ReleaseEvent.objects.create(
         endpoint_id=endpoint.pk, at=now, kind=kind, serving=serving, deployment=deployment, promotion=promotion,
+        model_id=about.model_version.model_id if about is not None else None,
         actor=person, actor_name=person.get_username() if person else "system",
         via=via or ("portal" if person else "system"), summary=summary[:500])
 

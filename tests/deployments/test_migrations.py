@@ -164,6 +164,7 @@ def test_the_release_ledger_is_backfilled_from_the_audit_log(django_user_model):
     assert ledger[5].serving[1]["version"] == "titanic v2" and ledger[5].serving[1]["version_id"] == v2.pk
     assert [e.promotion_id for e in ledger] == [None] * 4 + [promotion.pk] * 3 + [None] * 2
     assert {e.actor_name for e in ledger} == {"old-admin"} and ledger[0].at == start
+    assert {e.model_id for e in ledger} == {model.pk}
     # An endpoint the log says nothing of starts its ledger with what it serves now.
     (found,) = ReleaseEvent.objects.filter(endpoint_id=quiet.pk)
     assert found.actor_name == "system" and [(r["deployment"], r["traffic"]) for r in found.serving] == [("blue", 100)]

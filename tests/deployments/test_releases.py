@@ -63,6 +63,7 @@ def test_each_change_to_what_an_endpoint_serves_is_in_the_ledger(prod_history, e
     assert [e.kind for e in events] == ["deployed", "traffic", "deployed", "traffic", "traffic", "rollback"]
     assert [e.split for e in events] == [{}, {"blue": 100}, {"blue": 100}, {"blue": 90, "green": 10},
                                          {"green": 100}, {"blue": 100}]
+    assert {e.model_id for e in events} == {v1.model_id}
     deployed_green, ten, hundred, rollback = events[2:]
     assert deployed_green.promotion == promotion and ten.promotion == promotion and hundred.promotion == promotion
     assert {row["version"] for row in hundred.serving} == {"titanic v1", "titanic v2"}
@@ -204,3 +205,70 @@ def test_models_list_and_model_page_say_which_version_serves_production_since_wh
     rollback = prod.release_events.order_by("-at", "-id").first()
     (serving,) = releases.in_production()[v1.model_id]
     assert (serving.version, serving.since) == (v1, rollback.at)
+
+
+def test_a_models_timeline_merges_runs_versions_promotions_traffic_and_rollbacks(prod_history, engineer,
+                                                                                  admin_user, manager_client):
+    prod, v1, v2, promotion = prod_history
+    model = v1.model
+    run = make_run(engineer, register_as=model, experiment_name="titanic-forest")
+    Promotion.objects.filter(pk=promotion.pk).update(finished_at=timezone.now())
+    services.endpoint_rollback(endpoint=prod, actor=admin_user, reason="error rate up")
+    url = reverse("models_registry:model_timeline", args=[model.name])
+
+    entries = manager_client.get(url).context["entries"]
+    labels = [e.label for e in entries]
+    assert labels[0] == "Rolled back on t-prod" and entries[0].actor == "ada-admin"
+    assert [e.at for e in entries] == sorted((e.at for e in entries), reverse=True)
+    for label in ("Promotion succeeded", "Approved", "Promotion requested", "Registered v2", "Registered v1",
+                  "Training run launched", "Training run succeeded", "Traffic changed on t-prod",
+                  "Deployment added on t-prod"):
+        assert label in labels, label
+    approved = entries[labels.index("Approved")]
+    assert approved.actor == "max-manager" and approved.detail == "stress p95 fine"
+    assert entries[labels.index("Training run launched")].title == str(run)
+    page = manager_client.get(url).content.decode()
+    assert "stress p95 fine" in page and "by max-manager" in page
+
+    # Filters: by kind, by day; a window the wrong way round is refused in words.
+    only = manager_client.get(url, {"kind": ["promotions"]}).context["entries"]
+    assert {e.kind for e in only} == {"promotions"} and len(only) == 3
+    only = manager_client.get(url, {"kind": ["rollbacks"]}).context["entries"]
+    assert [e.label for e in only] == ["Rolled back on t-prod"]
+    tomorrow = (timezone.localdate() + timedelta(days=1)).isoformat()
+    assert manager_client.get(url, {"since": tomorrow}).context["entries"] == []
+    today = timezone.localdate().isoformat()
+    assert len(manager_client.get(url, {"since": today, "until": today}).context["entries"]) == len(entries)
+    response = manager_client.get(url, {"since": tomorrow, "until": today})
+    assert "must be on or before" in response.content.decode()
+
+    # CSV: all of it, the same order.
+    response = manager_client.get(url, {"format": "csv"})
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
+    assert [row[2] for row in rows[1:]] == labels
+
+
+def test_timeline_pages_hold_together_and_cost_a_fixed_number_of_queries(prod_history, manager_client):
+    prod, v1, *_ = prod_history
+    url = reverse("models_registry:model_timeline", args=[v1.model.name])
+
+    def queries(path, **params):
+        with CaptureQueriesContext(connection) as captured:
+            response = manager_client.get(path, params)
+        return len(captured), response
+
+    queries(url)
+    before, _ = queries(url)
+    for index in range(60):
+        services.endpoint_traffic_record(endpoint=prod, traffic={"blue": index % 2 * 100, "green": 100 - index % 2 * 100},
+                                         summary="in the ML platform")
+    after, first = queries(url)
+    assert after == before
+    entries = first.context["entries"]
+    assert len(entries) == 50 and first.context["next_url"]
+    second = manager_client.get(url + first.context["next_url"])
+    shown = entries + second.context["entries"]
+    everything = list(manager_client.get(url, {"format": "csv"}).streaming_content)
+    assert len(shown) == len(everything) - 2  # the BOM and the header
+    assert [e.at for e in shown] == sorted((e.at for e in shown), reverse=True) and len(set(map(id, shown))) == len(shown)
+    assert not second.context["next_url"]
