@@ -26,8 +26,8 @@ ENGINEER_CHANGES = (
     "deployments.add_promotion",  # press Promote
 )
 
-# Managers change nothing, except that they decide on promotions to production.
-MANAGER_CHANGES = ("deployments.approve_promotion",)
+# Managers change nothing, except that they decide on promotions to production; they read the whole audit log.
+MANAGER_CHANGES = ("deployments.approve_promotion", "audit.read_audit_log")
 
 # Nobody edits the audit trail, not even admins.
 NEVER_GRANTED = ("audit.add_auditevent", "audit.change_auditevent", "audit.delete_auditevent")

@@ -29,7 +29,13 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-at", "-id"]
-        indexes = [models.Index(fields=["target_type", "target_id", "-at"])]
+        indexes = [models.Index(fields=["target_type", "target_id", "-at"]),
+                   # The audit page: newest first, by who or what.
+                   models.Index(fields=["-at", "-id"], name="audit_at_id"),
+                   models.Index(fields=["actor_name", "-at", "-id"], name="audit_actor_at"),
+                   models.Index(fields=["action", "-at", "-id"], name="audit_action_at"),
+                   models.Index(fields=["target_type", "-at", "-id"], name="audit_type_at")]
+        permissions = [("read_audit_log", "Can read the whole audit log (managers and admins)")]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor_name} {self.get_action_display()} {self.target_repr}"

@@ -9,5 +9,6 @@ urlpatterns = [
     path("", include("models_registry.urls")),
     path("", include("deployments.urls")),
     path("", include("workspaces.urls")),
+    path("", include("audit.urls")),
     path("admin/", admin.site.urls),
 ]

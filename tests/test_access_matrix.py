@@ -178,6 +178,7 @@ READ_ONLY = {
     "deployments:endpoint_releases": lambda w: [w.prod.name],
     "deployments:releases_as_of": lambda w: [],
     "models_registry:model_timeline": lambda w: [w.model.name],
+    "audit:audit_log": lambda w: [],
     "deployments:promotion_detail": lambda w: [w.awaiting.pk],
 }
 PUBLIC = {"login"}  # the only view marked login_not_required; its throttling is tested in tests/test_login.py

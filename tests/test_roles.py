@@ -15,7 +15,8 @@ def test_groups_carry_the_documented_permissions():
     assert "models_registry.add_trainingrun" in engineer and "models_registry.add_modelversion" in engineer
     assert "deployments.add_promotion" in engineer and "deployments.approve_promotion" not in engineer
     assert {code for code in manager if not code.split(".")[1].startswith("view_")} == {
-        "deployments.approve_promotion"}
+        "deployments.approve_promotion", "audit.read_audit_log"}
+    assert "audit.read_audit_log" in admin and "audit.read_audit_log" not in engineer
     assert "models_registry.view_registeredmodel" in manager
     assert "auth.change_user" in admin and "models_registry.delete_registeredmodel" in admin
     assert not {"audit.change_auditevent", "audit.delete_auditevent", "audit.add_auditevent"} & (engineer | admin)
