@@ -6,6 +6,7 @@ app_name = "models_registry"
 urlpatterns = [
     path("models/", views.model_list, name="model_list"),
     path("models/<str:name>/", views.model_detail, name="model_detail"),
+    path("models/<str:name>/compare/", views.version_compare, name="version_compare"),
     path("models/<str:name>/timeline/", views.model_timeline, name="model_timeline"),
     path("models/<str:name>/edit/", views.model_edit, name="model_edit"),
     path("models/<str:name>/versions/<int:version>/", views.version_detail, name="version_detail"),

@@ -23,7 +23,7 @@ from mlopsportal.lib.exports import csv_response
 from mlopsportal.lib.forms import form_errors_text
 from mlopsportal.lib.queue import QueueUnavailable
 
-from . import selectors, services, timeline
+from . import compare, selectors, services, timeline
 from .forms import ModelEditForm, RegisterVersionForm, TimelineFilterForm, TrainingLaunchForm
 from .models import ModelVersion, RegisteredModel, TrainingRun
 
@@ -102,6 +102,20 @@ def model_timeline(request, name):
         "model": model, "form": form, "entries": entries, "kinds": timeline.KINDS, "paged": before is not None,
         "first_url": "?" + query.urlencode(), "next_url": "?" + next_query.urlencode() if more else "",
         "csv_url": "?" + (query.urlencode() + "&" if query else "") + "format=csv"})
+
+
+@require_GET
+@permission_required("models_registry.view_modelversion", raise_exception=True)
+def version_compare(request, name):
+    """Two or more versions side by side (?v=1&v=2...)."""
+    model = get_object_or_404(RegisteredModel, name=name)
+    try:
+        versions = compare.parse_versions(model, request.GET.getlist("v"))
+    except compare.CompareError as exc:
+        return render(request, "models_registry/version_compare.html", {"model": model, "error": str(exc)},
+                      status=400 if request.GET.getlist("v") else 200)
+    return render(request, "models_registry/version_compare.html",
+                  {"model": model, **compare.compare_versions(model, versions)})
 
 
 @require_http_methods(["GET", "POST"])

@@ -179,6 +179,7 @@ READ_ONLY = {
     "deployments:releases_as_of": lambda w: [],
     "models_registry:model_timeline": lambda w: [w.model.name],
     "audit:audit_log": lambda w: [],
+    "models_registry:version_compare": lambda w: [w.model.name],
     "deployments:promotion_detail": lambda w: [w.awaiting.pk],
 }
 PUBLIC = {"login"}  # the only view marked login_not_required; its throttling is tested in tests/test_login.py

@@ -40,3 +40,12 @@ def other_metrics(metrics, exclude):
     if not isinstance(metrics, dict):
         return ""
     return " · ".join(f"{name} {metric(metrics, name)}" for name in sorted(metrics) if name != exclude)
+
+
+@register.filter
+def index(items, position):
+    """items[position], or "" when there is no such item (a table's column by its loop counter)."""
+    try:
+        return items[int(position)]
+    except (IndexError, TypeError, ValueError):
+        return ""
