@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "models_registry",
     "deployments",
     "workspaces",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -242,11 +243,31 @@ CELERY_BEAT_SCHEDULE = {
         "task": "deployments.tasks.endpoints_traffic_confirm",
         "schedule": timedelta(seconds=int(os.environ.get("MLOPS_RECONCILE_EVERY", "30"))),
     },
+    "resume-deliveries": {  # notifications made while the queue was down
+        "task": "notifications.tasks.deliveries_resume",
+        "schedule": timedelta(seconds=int(os.environ.get("MLOPS_RESUME_STALE_EVERY", "30"))),
+    },
     "reconcile-deployments": {
         "task": "deployments.tasks.deployments_reconcile",
         "schedule": timedelta(seconds=int(os.environ.get("MLOPS_RECONCILE_EVERY", "30"))),
     },
 }
+
+# --- notifications ------------------------------------------------------------------------------------------------
+# Email goes through Django's backend: the console (the worker's log) unless an SMTP server is configured.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))  # for the file-based backend
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "mlops-portal@localhost")
+MLOPS_PORTAL_URL = os.environ.get("MLOPS_PORTAL_URL", "http://127.0.0.1:8000")  # links in notifications
+MLOPS_NOTIFY_RETRIES = env_int("MLOPS_NOTIFY_RETRIES", 5)  # then the delivery is marked failed, with the reason
+MLOPS_NOTIFY_BACKOFF_SECONDS = float(os.environ.get("MLOPS_NOTIFY_BACKOFF_SECONDS", "10"))  # doubles each retry
+MLOPS_NOTIFY_RESUME_SECONDS = env_int("MLOPS_NOTIFY_RESUME_SECONDS", 60)
 
 # --- ML platform ------------------------------------------------------------------------------------------------
 MLOPS_BACKEND = os.environ.get("MLOPS_BACKEND", "local")
@@ -298,6 +319,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # The Azure SDK logs every request and response at INFO; keep its warnings and errors only.
     "loggers": {"django.db.backends": {"level": "WARNING"}, "azure": {"level": "WARNING"},
+                # apprise names the webhook (a secret) in what it logs: its reasons reach the delivery, scrubbed.
+                "apprise": {"level": "CRITICAL", "propagate": False},
                 # A 403 or 404 is one line ("Forbidden (Permission denied): /path"), not a traceback.
                 "django.request": {"filters": ["client_errors_in_one_line"]}},
 }

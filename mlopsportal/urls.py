@@ -10,5 +10,6 @@ urlpatterns = [
     path("", include("deployments.urls")),
     path("", include("workspaces.urls")),
     path("", include("audit.urls")),
+    path("", include("notifications.urls")),
     path("admin/", admin.site.urls),
 ]

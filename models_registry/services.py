@@ -22,6 +22,8 @@ from mlopsportal.backends import BackendError, get_backend
 from mlopsportal.backends.base import RegisteredArtifact
 from mlopsportal.lib.queue import enqueue
 from mlopsportal.lib.refusals import in_words
+from notifications.models import Event
+from notifications.services import notify
 
 from .models import ModelVersion, RegisteredModel, TrainingRun
 
@@ -141,7 +143,24 @@ def _run_status_write(run_id: int, *, was, to: str, summary: str, actor=None,
             return False
         audit_record(actor=actor, action=action, target=run, summary=summary[:500],
                      changes=status_change("status", run.status, to))
+        if to in TrainingRun.TERMINAL and run.status not in TrainingRun.TERMINAL:
+            _notify_ended(run, to, fields)
     return True
+
+
+def _notify_ended(run: TrainingRun, status: str, fields: dict) -> None:
+    said = TrainingRun.Status(status).label.lower()
+    error = (fields.get("error") or "").strip()
+    metrics = fields.get("metrics") or {}
+    lines = [f"{run} {said}."]
+    if error:
+        lines.append(f"Why: {error.splitlines()[0][:300]}")
+    if metrics:
+        lines.append("Metrics: " + ", ".join(f"{name} {value}" for name, value in list(metrics.items())[:10]))
+    if fields.get("registration_error"):
+        lines.append(f"Not registered: {fields['registration_error'][:300]}")
+    notify(Event.RUN_ENDED, users=[run.launched_by], path=run.get_absolute_url(),
+           subject=f"Training {run} {said}", body="\n".join(lines))
 
 
 def _not_started(run_id: int, message: str) -> None:

@@ -89,7 +89,7 @@ def _sources(model: RegisteredModel) -> list[Source]:
                      actor=promotion.requested_by.get_username() if promotion.requested_by else "")
 
     def decided(promotion: Promotion) -> Entry:
-        verb = "Rejected" if promotion.decision == "reject" else "Approved"
+        verb = "Rejected" if promotion.decision == "rejected" else "Approved"
         return Entry(at=promotion.decided_at, kind="promotions", label=verb,
                      title=f"#{promotion.pk}: v{promotion.version.version} to {promotion.production_endpoint.name}",
                      url=promotion.get_absolute_url(), detail=promotion.decision_comment[:300],

@@ -33,6 +33,8 @@ from audit.services import audit_record, status_change
 from mlopsportal.backends import BackendError, get_backend
 from mlopsportal.lib.queue import enqueue
 from mlopsportal.lib.refusals import in_words
+from notifications.models import Event
+from notifications.services import notify, users_who_may
 
 from ..models import (
     Deployment,
@@ -158,6 +160,7 @@ def promotion_decide(*, promotion: Promotion, actor, approve: bool, comment: str
         audit_record(actor=actor, action=AuditEvent.Action.UPDATE, target=promotion,
                      summary=f"{'approved' if approve else 'rejected'} {promotion}: {comment}",
                      changes=status_change("state", promotion.state, State.RUNNING if approve else State.REJECTED))
+        _notify_decided(promotion, actor=actor, approve=approve, comment=comment)
         if approve:
             enqueue(ADVANCE, promotion.pk, unavailable=lambda message: _waiting_for_queue(promotion, message))
         else:
@@ -236,6 +239,7 @@ def _record(promotion: Promotion, step: PromotionStep, outcome: Outcome) -> floa
                 audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=promotion,
                              summary=f"{promotion} awaits approval",
                              changes=status_change("state", State.RUNNING, State.AWAITING_APPROVAL))
+                _notify_awaiting(promotion)
         return None
     PromotionStep.objects.filter(pk=step.pk).update(status=Step.FAILED, finished_at=now, detail=outcome.detail)
     promotion_fail(promotion=promotion, reason=f"{step.label}: {outcome.detail}")
@@ -276,6 +280,8 @@ def _stop(promotion: Promotion, *, state: str, reason: str, actor) -> bool:
             audit_record(actor=actor, action=AuditEvent.Action.UPDATE, target=promotion,
                          via="" if actor is not None else "system", summary=f"{verb} {promotion}: {reason}"[:500],
                          changes=status_change("state", was, state))
+            if state == State.FAILED:
+                _notify_failed(promotion, reason)
     if not updated:
         return False
     promotion.steps.filter(status__in=PromotionStep.OPEN).update(status=Step.CANCELED)
@@ -539,3 +545,40 @@ HANDLERS = {
     "validate": _validate, "deploy_staging": _deploy_staging, "functional": _functional, "stress": _stress,
     "approval": _approval, "deploy_production": _deploy_production, "traffic": _traffic, "finish": _finish,
 }
+
+
+# --- notifications --------------------------------------------------------------------------------------------------
+def _evidence_in_words(promotion: Promotion) -> str:
+    steps = promotion.steps.filter(kind__in=("functional", "stress")).order_by("position")
+    return "\n".join(f"- {step.label}: {step.get_status_display().lower()}. {step.detail}".rstrip() for step in steps)
+
+
+def _notify_awaiting(promotion: Promotion) -> None:
+    promotion = Promotion.objects.select_related("version__model", "production_endpoint", "requested_by").get(
+        pk=promotion.pk)
+    requester = promotion.requested_by.get_username() if promotion.requested_by else "someone"
+    approvers = users_who_may("deployments.approve_promotion").exclude(pk=promotion.requested_by_id)
+    notify(Event.PROMOTION_AWAITING, users=approvers, path=promotion.get_absolute_url(),
+           subject=f"{promotion.version} to {promotion.production_endpoint.name} awaits your approval",
+           body=f"{requester} asks to promote {promotion.version} to {promotion.production_endpoint.name} "
+                f"(promotion #{promotion.pk}).\nReason: {promotion.reason or '-'}\n\nEvidence:\n"
+                f"{_evidence_in_words(promotion)}")
+
+
+def _notify_decided(promotion: Promotion, *, actor, approve: bool, comment: str) -> None:
+    verb = "approved" if approve else "rejected"
+    notify(Event.PROMOTION_DECIDED, users=[promotion.requested_by], path=promotion.get_absolute_url(),
+           subject=f"{actor.get_username()} {verb} {promotion.version} to {promotion.production_endpoint.name}",
+           body=f"{actor.get_username()} {verb} promotion #{promotion.pk} of {promotion.version} to "
+                f"{promotion.production_endpoint.name}.\nComment: {comment}"
+                + ("\n\nThe rollout to production goes on." if approve else ""))
+
+
+def _notify_failed(promotion: Promotion, reason: str) -> None:
+    promotion = Promotion.objects.select_related("version__model", "production_endpoint", "requested_by",
+                                                 "decided_by").get(pk=promotion.pk)
+    notify(Event.PROMOTION_FAILED, users=[promotion.requested_by, promotion.decided_by],
+           path=promotion.get_absolute_url(),
+           subject=f"Promotion of {promotion.version} to {promotion.production_endpoint.name} failed",
+           body=f"Promotion #{promotion.pk} of {promotion.version} to {promotion.production_endpoint.name} failed: "
+                f"{reason}\nProduction traffic is back as it was before the rollout.")

@@ -33,6 +33,8 @@ from mlopsportal.lib import supervision
 from mlopsportal.lib.queue import enqueue
 from mlopsportal.lib.refusals import in_words
 from models_registry.models import ModelVersion
+from notifications.models import Event
+from notifications.services import notify, users_who_may
 
 from ..models import Deployment, DeploymentProfile, Endpoint, Promotion, ReleaseEvent
 from .profile_import import ProfileImportError, profile_from_yaml
@@ -794,4 +796,12 @@ def endpoint_rollback(*, endpoint: Endpoint, actor, reason: str) -> Deployment:
     # A rollback is one of the two ways production changes (a promotion is the other): past the production guard.
     _traffic_write(endpoint=endpoint, traffic={target.name: 100}, actor=actor, kind=Release.ROLLBACK,
                    reason=f"rolled back from {current.model_version} to {target.model_version}: {reason[:300]}")
+    people = list(users_who_may("deployments.approve_promotion"))
+    promoted = Promotion.objects.filter(production_deployment=current).select_related("requested_by").first()
+    if promoted is not None and promoted.requested_by is not None:
+        people.append(promoted.requested_by)  # whoever asked for the version rolled back from
+    notify(Event.ROLLBACK, users=[p for p in people if p.pk != actor.pk], path=endpoint.get_absolute_url(),
+           subject=f"{endpoint.name} was rolled back to {target.model_version}",
+           body=f"{actor.get_username()} rolled {endpoint.name} back from {current.model_version} to "
+                f"{target.model_version}: all traffic now goes to {target.name}.\nReason: {reason[:300]}")
     return target

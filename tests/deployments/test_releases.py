@@ -39,7 +39,7 @@ def prod_history(engineer, manager):
     blue = _adopt(prod, "blue", v1)
     promotion = Promotion.objects.create(version=v2, staging_endpoint=staging, production_endpoint=prod,
                                          requested_by=engineer, approval_required=True, reason="better recall",
-                                         state=Promotion.State.RUNNING, decided_by=manager, decision="approve",
+                                         state=Promotion.State.RUNNING, decided_by=manager, decision="approved",
                                          decision_comment="stress p95 fine", decided_at=timezone.now())
     # The first split the sync took over (blue 100%), then the promotion's deployment and steps.
     services.endpoint_traffic_record(endpoint=prod, traffic={"blue": 100}, summary="in the ML platform")
