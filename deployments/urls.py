@@ -21,6 +21,7 @@ urlpatterns = [
     path("promotions/", promotion_views.promotion_list, name="promotion_list"),
     path("promotions/waiting/", promotion_views.promotion_inbox, name="promotion_inbox"),
     path("promotions/<int:pk>/", promotion_views.promotion_detail, name="promotion_detail"),
+    path("promotions/<int:pk>/report/", promotion_views.promotion_report, name="promotion_report"),
     path("promotions/<int:pk>/decide/", promotion_views.promotion_decide, name="promotion_decide"),
     path("promotions/<int:pk>/cancel/", promotion_views.promotion_cancel, name="promotion_cancel"),
 ]

@@ -182,6 +182,7 @@ READ_ONLY = {
     "deployments:releases_as_of": lambda w: [],
     "models_registry:model_timeline": lambda w: [w.model.name],
     "audit:audit_log": lambda w: [],
+    "deployments:promotion_report": lambda w: [w.awaiting.pk],
     "models_registry:version_compare": lambda w: [w.model.name],
     "deployments:promotion_detail": lambda w: [w.awaiting.pk],
 }

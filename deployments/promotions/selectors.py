@@ -4,7 +4,7 @@ from django.db.models import Prefetch, QuerySet
 from audit.services import audit_events_for
 from mlopsportal.lib.charts import Chart, Series
 
-from ..models import Promotion, PromotionStep
+from ..models import Promotion, PromotionStep, ReleaseEvent
 from ..verification.selectors import stress_baseline
 
 
@@ -62,3 +62,10 @@ def promotion_evidence(*, promotion: Promotion) -> dict:
         "events": audit_events_for(promotion, *(d for d in (promotion.staging_deployment,
                                                             promotion.production_deployment) if d is not None)),
     }
+
+
+def promotion_report(*, promotion: Promotion) -> dict:
+    """Everything the evidence report prints: the promotion's page, and the ledger's changes it made."""
+    return {**promotion_evidence(promotion=promotion),
+            "releases": list(ReleaseEvent.objects.filter(promotion=promotion).select_related("endpoint")
+                             .order_by("at", "id"))}

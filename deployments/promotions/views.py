@@ -3,11 +3,16 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from mlopsportal.lib.forms import form_errors_text
+from mlopsportal.lib.pdf import PdfUnavailable, html_to_pdf
 from mlopsportal.lib.queue import QueueUnavailable
 from mlopsportal.lib.refusals import in_words
 from models_registry.models import ModelVersion
@@ -71,6 +76,26 @@ def promotion_detail(request, pk):
             response["HX-Refresh"] = "true"
         return response
     return render(request, "deployments/promotion_detail.html", context)
+
+
+@require_GET
+@permission_required("deployments.view_promotion", raise_exception=True)
+def promotion_report(request, pk):
+    """The evidence report, printable: request, approval, steps, functional and stress results with charts, what
+    production served, the audit trail. ?format=pdf renders the same page with WeasyPrint."""
+    promotion = get_object_or_404(selectors.promotion_list(), pk=pk)
+    context = {**selectors.promotion_report(promotion=promotion), "now": timezone.now(),
+               "pdf_url": reverse("deployments:promotion_report", args=[pk]) + "?format=pdf"}
+    if request.GET.get("format") != "pdf":
+        return render(request, "deployments/promotion_report.html", context)
+    html = render_to_string("deployments/promotion_report.html", {**context, "pdf_url": ""}, request=request)
+    try:
+        pdf = html_to_pdf(html, base_url=request.build_absolute_uri("/"))
+    except PdfUnavailable as exc:
+        return render(request, "deployments/promotion_report.html", {**context, "pdf_error": str(exc)}, status=503)
+    response = HttpResponse(pdf, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="promotion-{pk}-evidence.pdf"'
+    return response
 
 
 @require_POST
