@@ -1,6 +1,7 @@
 """Any change to who holds which permission retires the cached permissions (see backends.py)."""
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
@@ -20,3 +21,12 @@ for through in (User.groups.through, User.user_permissions.through, Group.permis
 for model in (User, Group, Permission):
     post_save.connect(_bump, sender=model, dispatch_uid=f"accounts.bump.save.{model.__name__}")
     post_delete.connect(_bump, sender=model, dispatch_uid=f"accounts.bump.delete.{model.__name__}")
+
+
+def _time_zone_at_sign_in(sender, request, user, **kwargs) -> None:
+    from .middleware import remember_time_zone
+
+    remember_time_zone(request, user)
+
+
+user_logged_in.connect(_time_zone_at_sign_in, dispatch_uid="accounts.time_zone_at_sign_in")

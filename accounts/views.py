@@ -1,8 +1,28 @@
-"""Pages of accounts: the CSRF failure page, and the sign-in page as a locked-out user sees it."""
+"""Pages of accounts: a user's own settings, the CSRF failure page, and the sign-in page as a locked-out user sees
+it."""
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.forms import AuthenticationForm
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.views.decorators.http import require_http_methods
+
+from .forms import UserSettingsForm
+from .middleware import remember_time_zone
+from .models import UserSettings
+
+
+@require_http_methods(["GET", "POST"])
+def user_settings(request):
+    """Every signed-in user's own settings (the login middleware sends others to sign in)."""
+    mine = UserSettings.objects.filter(user=request.user).first() or UserSettings(user=request.user)
+    form = UserSettingsForm(request.POST or None, instance=mine)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        remember_time_zone(request, request.user)
+        messages.success(request, "Saved your settings.")
+        return redirect("user_settings")
+    return render(request, "registration/user_settings.html", {"form": form, "now": timezone.now()})
 
 
 def csrf_failure(request, reason=""):

@@ -83,6 +83,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Every page needs a login unless its view is explicitly marked public (only the login page is).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Times in the user's own zone (their settings), else TIME_ZONE.
+    "accounts.middleware.UserTimeZoneMiddleware",
     # Revisions of the configuration models (django-simple-history) record who saved them.
     "simple_history.middleware.HistoryRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -142,7 +144,7 @@ LOGIN_REDIRECT_URL = "models_registry:model_list"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")  # the default zone of the pages; each user may choose theirs
 USE_I18N = True
 USE_TZ = True
 

@@ -159,6 +159,7 @@ ACTIONS = [
            lambda w: {"reason": "wrong version"}, ALLOWED, FORBIDDEN, ALLOWED),
     Action("workspaces:workspace_detail", "-", lambda w: [], _workspace_form, FORBIDDEN, FORBIDDEN, ALLOWED),
     # Each user's own notification settings: everyone may set theirs (and only theirs).
+    Action("user_settings", "-", lambda w: [], lambda w: {"time_zone": "Europe/Paris"}, ALLOWED, ALLOWED, ALLOWED),
     Action("notifications:settings", "-", lambda w: [], lambda w: {"email": "on", "events": ["rollback"]},
            ALLOWED, ALLOWED, ALLOWED),
     Action("workspaces:workspace_test", "-", lambda w: [], lambda w: {}, FORBIDDEN, FORBIDDEN, ALLOWED),
@@ -220,7 +221,7 @@ def test_every_url_is_in_the_matrix():
 def snapshot() -> dict:
     """Every row of the portal's own apps (and users and groups), field by field, and the audit log."""
     state = {}
-    for app in ("auth", "audit", "models_registry", "deployments", "workspaces", "notifications"):
+    for app in ("auth", "accounts", "audit", "models_registry", "deployments", "workspaces", "notifications"):
         for model in apps.get_app_config(app).get_models():
             state[model._meta.label] = sorted(map(repr, model.objects.order_by("pk").values_list()))
     return state
