@@ -47,7 +47,8 @@ class Chart:
     x_tick_text: Callable[[float], str] | None = None  # instead of x_format (times, say)
     x_format: str = "{:g}"
     y_format: str = "{:.1f}"
-    y_from_zero: bool = True  # False: the y axis spans the values (a metric that moves in its third decimal)
+    y_from_zero: bool = True  # False: the y axis spans the values (a metric that moves in its third decimal)...
+    y_min_span: float = 0.05  # ...but at least this share of their size: 0.8300 vs 0.8312 is no cliff
     x_ticks_at_points: bool = False  # a tick under every point (versions), instead of five even steps
     markers: bool = False  # a dot with a tooltip on every point, the last one highlighted
     width: int = 720
@@ -102,12 +103,21 @@ class _Frame:
                 f'transform="rotate(-90 14 {middle})">{escape(chart.y_label)}</text>')
 
 
-def _span(low: float, high: float, *, pad: bool) -> tuple[float, float]:
-    if low == high:
+def _span(low: float, high: float, *, pad: bool, at_least: float = 0.0) -> tuple[float, float]:
+    """The axis range for values from `low` to `high`: padded by a tenth, and at least `at_least` of the values'
+    size wide (centred on them), so that a tiny difference is drawn as tiny."""
+    if low == high and not at_least:
         margin = abs(low) * 0.05 or 1.0
         return low - margin, high + margin
     margin = (high - low) * 0.1 if pad else 0.0
-    return low - margin, high + margin
+    low, high = low - margin, high + margin
+    wanted = max(abs(low), abs(high)) * at_least
+    if high - low < wanted:
+        middle = (low + high) / 2
+        low, high = middle - wanted / 2, middle + wanted / 2
+    if low == high:
+        low, high = low - 1.0, high + 1.0
+    return low, high
 
 
 def _lines(chart: Chart) -> list[str]:
@@ -115,7 +125,8 @@ def _lines(chart: Chart) -> list[str]:
     xs = [x for x, _ in values]
     ys = [y for _, y in values]
     x_range = (min(xs), max(xs)) if min(xs) != max(xs) else (min(xs) - 1, max(xs) + 1)
-    y_range = (0.0, max(ys) * 1.1 or 1.0) if chart.y_from_zero else _span(min(ys), max(ys), pad=True)
+    y_range = (0.0, max(ys) * 1.1 or 1.0) if chart.y_from_zero else _span(min(ys), max(ys), pad=True,
+                                                                           at_least=chart.y_min_span)
     frame = _Frame(chart, x_range, y_range)
     parts = frame.grid(chart.y_format)
     if chart.x_ticks_at_points:
@@ -211,4 +222,5 @@ def render(chart: Chart) -> SafeString:
 
 @register.simple_tag(name="chart")
 def chart_tag(chart: Chart) -> SafeString:
-    return render(chart)
+    """The chart in a box that scrolls sideways on a narrow screen, so its text keeps a readable size."""
+    return mark_safe(f'<div class="chart-box">{render(chart)}</div>')  # noqa: S308 (render escapes every text)
