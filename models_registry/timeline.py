@@ -11,6 +11,7 @@ import heapq
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 
 from django.db.models import Prefetch, QuerySet
 from django.urls import reverse
@@ -64,35 +65,40 @@ def _sources(model: RegisteredModel) -> list[Source]:
                   .select_related("version__model", "production_endpoint", "requested_by", "decided_by"))
     versions = ModelVersion.objects.filter(model=model).select_related("created_by").defer("artifact_files")
 
+    @cache  # a page links the same few endpoints and promotions many times
+    def url(name: str, *args) -> str:
+        return reverse(name, args=args)
+
     def launched(run: TrainingRun) -> Entry:
         return Entry(at=run.created_at, kind="runs", label="Training run launched", title=str(run),
-                     url=run.get_absolute_url(), actor=run.launched_by.get_username() if run.launched_by else "",
+                     url=url("models_registry:run_detail", run.pk),
+                     actor=run.launched_by.get_username() if run.launched_by else "",
                      detail=f"{run.example} on {run.compute_target}", status="running" if run.is_active else "")
 
     def finished(run: TrainingRun) -> Entry:
         said = _first_line(run.error) if run.status != TrainingRun.Status.SUCCEEDED else _metric(model, run.metrics)
         return Entry(at=run.finished_at, kind="runs", label=f"Training run {run.get_status_display().lower()}",
-                     title=str(run), url=run.get_absolute_url(), detail=said, status=run.status)
+                     title=str(run), url=url("models_registry:run_detail", run.pk), detail=said, status=run.status)
 
     def registered(version: ModelVersion) -> Entry:
         origin = f"from run #{version.training_run_id}" if version.training_run_id else ""
         return Entry(at=version.created_at, kind="versions", label=f"Registered v{version.version}",
-                     title=f"{model.name} v{version.version}", url=reverse(
-                         "models_registry:version_detail", args=[model.name, version.version]),
+                     title=f"{model.name} v{version.version}",
+                     url=url("models_registry:version_detail", model.name, version.version),
                      actor=version.created_by.get_username() if version.created_by else "",
                      detail=", ".join(x for x in (_metric(model, version.metrics), origin) if x))
 
     def requested(promotion: Promotion) -> Entry:
         return Entry(at=promotion.created_at, kind="promotions", label="Promotion requested",
                      title=f"#{promotion.pk}: v{promotion.version.version} to {promotion.production_endpoint.name}",
-                     url=promotion.get_absolute_url(), detail=promotion.reason[:300],
+                     url=url("deployments:promotion_detail", promotion.pk), detail=promotion.reason[:300],
                      actor=promotion.requested_by.get_username() if promotion.requested_by else "")
 
     def decided(promotion: Promotion) -> Entry:
         verb = "Rejected" if promotion.decision == "rejected" else "Approved"
         return Entry(at=promotion.decided_at, kind="promotions", label=verb,
                      title=f"#{promotion.pk}: v{promotion.version.version} to {promotion.production_endpoint.name}",
-                     url=promotion.get_absolute_url(), detail=promotion.decision_comment[:300],
+                     url=url("deployments:promotion_detail", promotion.pk), detail=promotion.decision_comment[:300],
                      actor=promotion.decided_by.get_username() if promotion.decided_by else "",
                      status="failed" if verb == "Rejected" else "succeeded", evidence=promotion.evidence_steps)
 
@@ -100,7 +106,7 @@ def _sources(model: RegisteredModel) -> list[Source]:
         return Entry(at=promotion.finished_at, kind="promotions",
                      label=f"Promotion {promotion.get_state_display().lower()}",
                      title=f"#{promotion.pk}: v{promotion.version.version} to {promotion.production_endpoint.name}",
-                     url=promotion.get_absolute_url(), detail=_first_line(promotion.failure_reason),
+                     url=url("deployments:promotion_detail", promotion.pk), detail=_first_line(promotion.failure_reason),
                      status={"succeeded": "succeeded", "failed": "failed"}.get(promotion.state, "canceled"),
                      evidence=promotion.evidence_steps)
 
@@ -109,7 +115,7 @@ def _sources(model: RegisteredModel) -> list[Source]:
                           for row in event.serving if row.get("traffic")) or "no traffic"
         return Entry(at=event.at, kind="rollbacks" if event.kind == ReleaseEvent.Kind.ROLLBACK else "traffic",
                      label=f"{event.get_kind_display()} on {event.endpoint.name}", title=event.summary,
-                     url=reverse("deployments:endpoint_releases", args=[event.endpoint.name]),
+                     url=url("deployments:endpoint_releases", event.endpoint.name),
                      actor=event.actor_name, detail=f"serving after it: {split}",
                      status="failed" if event.kind == ReleaseEvent.Kind.ROLLBACK else "")
 

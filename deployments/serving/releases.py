@@ -19,7 +19,7 @@ from ..models import Endpoint, Promotion, ReleaseEvent
 
 AS_OF_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # as parsed; links carry milliseconds, which the date-time picker shows
 HISTORY_PAGE = 50
-CHART_EVENTS = 200
+CHART_EVENTS = 120
 
 
 @dataclass
@@ -32,6 +32,15 @@ class Served:
     version: ModelVersion | None
     promotion: Promotion | None
     since: datetime | None = None
+    url: str = ""  # the version's page
+    metrics: str = ""  # the version's metrics in words
+
+
+def _metrics_text(version: ModelVersion | None) -> str:
+    if version is None or not isinstance(version.metrics, dict):
+        return ""
+    return ", ".join(f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}"
+                     for name, value in version.metrics.items())
 
 
 @dataclass
@@ -58,8 +67,9 @@ def as_of_text(at: datetime) -> str:
     return timezone.localtime(at).strftime(AS_OF_FORMAT)[:-3]
 
 
-def as_of_link(at: datetime, endpoint_name: str = "") -> str:
-    url = reverse("deployments:releases_as_of") + "?at=" + as_of_text(at)
+def as_of_link(at: datetime, endpoint_name: str = "", *, base: str = "") -> str:
+    """The "as of" page at `at`; `base` is its path, when the caller made many links and reversed it once."""
+    url = (base or reverse("deployments:releases_as_of")) + "?at=" + as_of_text(at)
     return url + (f"#endpoint-{endpoint_name}" if endpoint_name else "")
 
 
@@ -80,10 +90,12 @@ def _served(events: list[ReleaseEvent]) -> dict[int, list[Served]]:
     rows = [row for event in events for row in event.serving]
     versions = ModelVersion.objects.select_related("model").in_bulk({row["version_id"] for row in rows})
     promotions = _promotions_by_deployment({row["deployment_id"] for row in rows})
+    urls = {pk: version.get_absolute_url() for pk, version in versions.items()}  # once per version, not per row
+    metrics = {pk: _metrics_text(version) for pk, version in versions.items()}
     return {event.pk: sorted(
         (Served(deployment=row["deployment"], traffic=row["traffic"], version_label=row["version"],
                 version=versions.get(row["version_id"]), promotion=promotions.get(row["deployment_id"]),
-                since=_since(row))
+                since=_since(row), url=urls.get(row["version_id"], ""), metrics=metrics.get(row["version_id"], ""))
          for row in event.serving), key=lambda s: (-s.traffic, s.deployment)) for event in events}
 
 
@@ -153,28 +165,29 @@ def endpoint_release_chart(endpoint: Endpoint, *, now: datetime | None = None) -
     """Each version's share of the endpoint's traffic over its last CHART_EVENTS changes, as stacked steps; each step
     links to "as of" that moment."""
     now = now or timezone.now()
-    events = list(endpoint.release_events.order_by("-at", "-id").only("endpoint_id", "at", "serving")[:CHART_EVENTS])[::-1]
+    events = list(endpoint.release_events.order_by("-at", "-id").values_list("at", "serving")[:CHART_EVENTS])[::-1]
     labels: list[str] = []
-    for event in events:
-        for row in event.serving:
+    for _, serving in events:
+        for row in serving:
             if row.get("traffic") and row["version"] not in labels:
                 labels.append(row["version"])
     bands = []
     for label in labels:
         bands.append(Band(name=label, values=[
-            float(sum(r["traffic"] for r in event.serving if r["version"] == label)) for event in events]))
-    start = events[0].at if events else now
+            float(sum(r["traffic"] for r in serving if r["version"] == label)) for _, serving in events]))
+    start = events[0][0] if events else now
     span = (now - start).total_seconds()
 
     def tick(value: float) -> str:
         moment = timezone.localtime(start + timedelta(seconds=value))
         return moment.strftime("%H:%M:%S" if span < 3600 else "%d %b %H:%M" if span < 3 * 86400 else "%d %b %Y")
 
+    base = reverse("deployments:releases_as_of")
     return Chart(
         title=f"Traffic share by version on {endpoint.name}", x_label=f"time ({timezone.get_current_timezone_name()})",
         y_label="share of traffic (%)", y_format="{:.0f}", bands=bands,
-        steps_x=[(event.at - start).total_seconds() for event in events], x_end=span, x_tick_text=tick,
-        step_links=[as_of_link(event.at, endpoint.name) for event in events])
+        steps_x=[(at - start).total_seconds() for at, _ in events], x_end=span, x_tick_text=tick,
+        step_links=[as_of_link(at, endpoint.name, base=base) for at, _ in events])
 
 
 def endpoint_release_rows(endpoint: Endpoint) -> Iterator[list[str]]:

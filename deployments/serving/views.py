@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
@@ -79,8 +80,9 @@ def endpoint_releases(request, name):
         return csv_response(releases.endpoint_release_rows(endpoint), f"{endpoint.name}-releases.csv")
     before = request.GET.get("before", "")
     page, older = releases.endpoint_release_page(endpoint, before=int(before) if before.isdigit() else None)
+    base = reverse("deployments:releases_as_of")
     for event in page:
-        event.as_of_url = releases.as_of_link(event.at, endpoint.name)
+        event.as_of_url = releases.as_of_link(event.at, endpoint.name, base=base)
     return render(request, "deployments/endpoint_releases.html", {
         "endpoint": endpoint, "events": page, "older": older, "paged": before.isdigit(),
         "chart": releases.endpoint_release_chart(endpoint)})
