@@ -3,6 +3,8 @@ import zoneinfo
 
 from django.utils import timezone
 
+from .models import UserSettings
+
 SESSION_KEY = "portal_time_zone"
 
 
@@ -24,8 +26,6 @@ class UserTimeZoneMiddleware:
 
 def remember_time_zone(request, user) -> None:
     """Put the user's chosen zone in their session (at sign-in, and when they change it)."""
-    from .models import UserSettings
-
     name = UserSettings.objects.filter(user=user).values_list("time_zone", flat=True).first() or ""
     if name:
         request.session[SESSION_KEY] = name

@@ -6,6 +6,7 @@ from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from .backends import bump_generation
+from .middleware import remember_time_zone
 
 User = get_user_model()
 
@@ -24,8 +25,6 @@ for model in (User, Group, Permission):
 
 
 def _time_zone_at_sign_in(sender, request, user, **kwargs) -> None:
-    from .middleware import remember_time_zone
-
     remember_time_zone(request, user)
 
 

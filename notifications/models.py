@@ -1,4 +1,5 @@
 """Notifications: what each user wants to hear about and where, and every delivery made (or tried)."""
+import apprise
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -14,8 +15,6 @@ class Event(models.TextChoices):
 
 def validate_chat_url(value: str) -> None:
     """An incoming-webhook URL (Teams, Slack: https) or an apprise URL; never a local file or command."""
-    import apprise
-
     scheme = value.split("://", 1)[0].lower() if "://" in value else ""
     if scheme in ("", "file", "windows", "macosx", "dbus", "kde", "qt", "glib", "gnome"):
         raise ValidationError("Enter a webhook URL (https://…) or an apprise URL such as msteams://… or slack://….")
