@@ -2,6 +2,8 @@
 from django import forms
 from django.contrib.contenttypes.models import ContentType
 
+from mlopsportal.lib.forms import DayRangeForm
+
 from .models import AuditEvent
 
 # What the log records actions on, in the words the page uses.
@@ -15,26 +17,19 @@ OBJECT_TYPES = [
 ]
 
 
-class AuditFilterForm(forms.Form):
+class AuditFilterForm(DayRangeForm):
     who = forms.CharField(required=False, max_length=150, label="Who", help_text="A user name, or system.")
     action = forms.ChoiceField(required=False, label="What", choices=[("", "any action"), *AuditEvent.Action.choices])
     kind = forms.ChoiceField(required=False, label="On", choices=[("", "anything"), *OBJECT_TYPES])
     object = forms.CharField(required=False, max_length=100, label="Object",
                              help_text="Part of its name, e.g. titanic-prod.")
-    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, label="To (inclusive)", widget=forms.DateInput(attrs={"type": "date"}))
+    field_order = ["who", "action", "kind", "object", "since", "until"]
 
     def clean_who(self):
         return " ".join(self.cleaned_data["who"].split())
 
     def clean_object(self):
         return " ".join(self.cleaned_data["object"].split())
-
-    def clean(self):
-        data = super().clean()
-        if data.get("since") and data.get("until") and data["since"] > data["until"]:
-            raise forms.ValidationError("“From” must be on or before “To”.")
-        return data
 
     def content_type(self) -> ContentType | None:
         kind = self.cleaned_data.get("kind")

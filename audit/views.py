@@ -1,19 +1,12 @@
 """The audit page, for managers and admins: the whole log with filters, old → new values, and CSV."""
-from datetime import datetime, time, timedelta
-
 from django.contrib.auth.decorators import permission_required
 from django.shortcuts import render
-from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from mlopsportal.lib.exports import csv_response
 
 from . import selectors
 from .forms import AuditFilterForm
-
-
-def _day_start(day):
-    return timezone.make_aware(datetime.combine(day, time.min))
 
 
 @require_GET
@@ -23,10 +16,9 @@ def audit_log(request):
     events = selectors.audit_log()
     if form.is_valid():
         data = form.cleaned_data
-        events = selectors.audit_log(
-            who=data["who"], action=data["action"], content_type=form.content_type(), text=data["object"],
-            since=_day_start(data["since"]) if data["since"] else None,
-            until=_day_start(data["until"] + timedelta(days=1)) if data["until"] else None)
+        since, until = form.window()
+        events = selectors.audit_log(who=data["who"], action=data["action"], content_type=form.content_type(),
+                                     text=data["object"], since=since, until=until)
     elif form.errors:
         events = events.none()
     if request.GET.get("format") == "csv":

@@ -212,7 +212,7 @@ def profile_page(client, url: str, requests: int) -> None:
     for _ in range(requests):
         client.get(url)
     profiler.disable()
-    pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
 
 
 def run_size(models: int, versions: int, requests: int, events: int, profile: str | None = None) -> None:
@@ -243,7 +243,7 @@ def run_size(models: int, versions: int, requests: int, events: int, profile: st
 
     started = time.perf_counter()
     endpoint, model, moment = fill_ledger(events)
-    label = f"+ {events:,} ledger + audit"
+    label = f"+{events:,} ledger/audit"
     print(f"{'':<26}(filled {events:,} release events and {events:,} audit events in "
           f"{time.perf_counter() - started:.1f} s)")
     manager = get_user_model().objects.create_user(username="bench-manager", password="bench-password")

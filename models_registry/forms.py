@@ -4,6 +4,7 @@ from django.conf import settings
 
 from mlopsportal import examples
 from mlopsportal.backends import get_backend
+from mlopsportal.lib.forms import DayRangeForm
 
 from .models import NAME_VALIDATOR, RegisteredModel
 from .timeline import KINDS
@@ -114,14 +115,7 @@ class ModelEditForm(forms.ModelForm):
         return metric
 
 
-class TimelineFilterForm(forms.Form):
+class TimelineFilterForm(DayRangeForm):
     """Which entries of a model's timeline to show: kinds (none ticked: all) and days, in the user's time zone."""
     kind = forms.MultipleChoiceField(choices=list(KINDS.items()), required=False, widget=forms.CheckboxSelectMultiple)
-    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, label="To (inclusive)", widget=forms.DateInput(attrs={"type": "date"}))
-
-    def clean(self):
-        data = super().clean()
-        if data.get("since") and data.get("until") and data["since"] > data["until"]:
-            raise forms.ValidationError("“From” must be on or before “To”.")
-        return data
+    field_order = ["kind", "since", "until"]

@@ -20,7 +20,7 @@ from deployments.models import Promotion, PromotionStep, ReleaseEvent
 
 from .models import ModelVersion, RegisteredModel, TrainingRun
 
-PAGE = 50
+PAGE = 30
 KINDS = {"runs": "Training runs", "versions": "Registrations", "promotions": "Promotions",
          "traffic": "Deployments and traffic", "rollbacks": "Rollbacks"}
 
@@ -63,7 +63,8 @@ def _sources(model: RegisteredModel) -> list[Source]:
                         .order_by("position"), to_attr="evidence_steps")
     promotions = (Promotion.objects.filter(version__model=model)
                   .select_related("version__model", "production_endpoint", "requested_by", "decided_by"))
-    versions = ModelVersion.objects.filter(model=model).select_related("created_by").defer("artifact_files")
+    versions = (ModelVersion.objects.filter(model=model).select_related("created_by")
+                .only("version", "metrics", "training_run_id", "created_at", "created_by__username"))
 
     @cache  # a page links the same few endpoints and promotions many times
     def url(name: str, *args) -> str:
@@ -130,7 +131,7 @@ def _sources(model: RegisteredModel) -> list[Source]:
                lambda: promotions.filter(finished_at__isnull=False).exclude(state=Promotion.State.REJECTED)
                .prefetch_related(evidence), ended),
         Source("traffic", "at", lambda: ReleaseEvent.objects.filter(model=model).select_related("endpoint")
-               .defer("endpoint__key"), released),
+               .only("at", "kind", "serving", "summary", "actor_name", "endpoint__name"), released),
     ]
 
 

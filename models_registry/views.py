@@ -1,6 +1,6 @@
 """Pages of the model registry: models, versions, training runs, launching and registering."""
 import mimetypes
-from datetime import datetime, time, timedelta
+from datetime import datetime
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
@@ -67,10 +67,6 @@ def model_detail(request, name):
     return render(request, "models_registry/model_detail.html", context)
 
 
-def _day_start(day):
-    return timezone.make_aware(datetime.combine(day, time.min))
-
-
 @require_GET
 @permission_required("models_registry.view_registeredmodel", raise_exception=True)
 def model_timeline(request, name):
@@ -79,9 +75,8 @@ def model_timeline(request, name):
     form = TimelineFilterForm(request.GET)
     window = {"kinds": (), "since": None, "until": None}
     if form.is_valid():
-        data = form.cleaned_data
-        window = {"kinds": data["kind"], "since": _day_start(data["since"]) if data["since"] else None,
-                  "until": _day_start(data["until"] + timedelta(days=1)) if data["until"] else None}
+        since, until = form.window()
+        window = {"kinds": form.cleaned_data["kind"], "since": since, "until": until}
     if request.GET.get("format") == "csv":
         entries = timeline.model_timeline_all(model, **window)
         return csv_response(timeline.model_timeline_rows(entries), f"{model.name}-timeline.csv")

@@ -34,6 +34,7 @@ class Served:
     since: datetime | None = None
     url: str = ""  # the version's page
     metrics: str = ""  # the version's metrics in words
+    promotion_url: str = ""
 
 
 def _metrics_text(version: ModelVersion | None) -> str:
@@ -58,6 +59,7 @@ class EndpointAsOf:
     endpoint: Endpoint
     event: ReleaseEvent | None  # the change that made it so; None: nothing was deployed there yet
     served: list[Served]
+    history_url: str = ""
 
 
 def as_of_text(at: datetime) -> str:
@@ -88,14 +90,17 @@ def _promotions_by_deployment(deployment_ids: set[int]) -> dict[int, Promotion]:
 def _served(events: list[ReleaseEvent]) -> dict[int, list[Served]]:
     """What each event says its endpoint served, with the versions and promotions read in one query each."""
     rows = [row for event in events for row in event.serving]
-    versions = ModelVersion.objects.select_related("model").in_bulk({row["version_id"] for row in rows})
+    versions = (ModelVersion.objects.select_related("model").only("version", "metrics", "model__name")
+                .in_bulk({row["version_id"] for row in rows}))
     promotions = _promotions_by_deployment({row["deployment_id"] for row in rows})
     urls = {pk: version.get_absolute_url() for pk, version in versions.items()}  # once per version, not per row
+    promotion_urls = {p.pk: p.get_absolute_url() for p in promotions.values()}
     metrics = {pk: _metrics_text(version) for pk, version in versions.items()}
     return {event.pk: sorted(
         (Served(deployment=row["deployment"], traffic=row["traffic"], version_label=row["version"],
                 version=versions.get(row["version_id"]), promotion=promotions.get(row["deployment_id"]),
-                since=_since(row), url=urls.get(row["version_id"], ""), metrics=metrics.get(row["version_id"], ""))
+                since=_since(row), url=urls.get(row["version_id"], ""), metrics=metrics.get(row["version_id"], ""),
+                promotion_url=promotion_urls.get(getattr(promotions.get(row["deployment_id"]), "pk", None), ""))
          for row in event.serving), key=lambda s: (-s.traffic, s.deployment)) for event in events}
 
 
@@ -140,8 +145,9 @@ def releases_as_of(at: datetime) -> list[EndpointAsOf]:
     events = ReleaseEvent.objects.select_related("actor", "promotion__decided_by").in_bulk(
         [e.release_id for e in endpoints if e.release_id])
     served = _served(list(events.values()))
-    return [EndpointAsOf(endpoint=e, event=events.get(e.release_id), served=served.get(e.release_id, []))
-            for e in endpoints]
+    first = reverse("deployments:endpoint_releases", args=["-"])  # one reverse for every endpoint's link
+    return [EndpointAsOf(endpoint=e, event=events.get(e.release_id), served=served.get(e.release_id, []),
+                         history_url=first.replace("/-/", f"/{e.name}/")) for e in endpoints]
 
 
 def endpoint_release_page(endpoint: Endpoint, *, before: int | None = None) -> tuple[list[ReleaseEvent], int | None]:

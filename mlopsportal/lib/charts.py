@@ -15,6 +15,7 @@ from django.utils.safestring import SafeString, mark_safe
 register = template.Library()
 
 MARGIN = {"left": 64, "right": 20, "top": 30, "bottom": 48}
+HOVER_POINTS = 120  # invisible hover targets per line series, when it has no dots
 
 
 @dataclass(frozen=True)
@@ -147,12 +148,17 @@ def _lines(chart: Chart) -> list[str]:
             elif segment:
                 parts.append(f'<polyline points="{" ".join(segment)}" class="chart-line {css}"/>')
                 segment = []
+        drawn = [(x, y) for x, y in series.points if y is not None]
         if chart.markers:
-            drawn = [(x, y) for x, y in series.points if y is not None]
             for i, (x, y) in enumerate(drawn):
                 last = " last" if i == len(drawn) - 1 else ""
                 parts.append(f'<circle cx="{frame.x(x):.1f}" cy="{frame.y(y):.1f}" r="{radius}" '
-                             f'class="chart-point{last}"><title>{escape(chart.x_format.format(x))}: '
+                             f'class="chart-point{last}"><title>{escape(chart.x_text(x))}: '
+                             f'{escape(chart.y_format.format(y))}</title></circle>')
+        else:  # no dots drawn, but the values still show on hover (at most HOVER_POINTS a series)
+            for x, y in drawn[::max(1, len(drawn) // HOVER_POINTS)]:
+                parts.append(f'<circle cx="{frame.x(x):.1f}" cy="{frame.y(y):.1f}" r="4" class="chart-hit">'
+                             f'<title>{escape(series.name)} at {escape(chart.x_text(x))}: '
                              f'{escape(chart.y_format.format(y))}</title></circle>')
         if legend:
             parts.append(f'<rect x="{frame.left + 10 + index * 90}" y="8" width="12" height="4" class="legend {css}"/>'

@@ -1,11 +1,34 @@
 """Small helpers for forms."""
+from datetime import datetime, time, timedelta
+
 from django import forms
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 
 def form_errors_text(form) -> str:
     """Every error of a bound, invalid form, in one line (for a flash message)."""
     return " ".join(error for errors in form.errors.values() for error in errors)
+
+
+class DayRangeForm(forms.Form):
+    """A filter's "from" and "to" days, in the user's time zone, "to" included."""
+    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label="To (inclusive)", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            raise forms.ValidationError("“From” must be on or before “To”.")
+        return data
+
+    def window(self) -> tuple[datetime | None, datetime | None]:
+        """(the first moment of "from", the first moment after "to"), each None when not given."""
+        def start(day):
+            return timezone.make_aware(datetime.combine(day, time.min)) if day else None
+
+        since, until = self.cleaned_data.get("since"), self.cleaned_data.get("until")
+        return start(since), start(until + timedelta(days=1)) if until else None
 
 
 class SuggestionsInput(forms.TextInput):
