@@ -33,7 +33,7 @@ class Row:
 
 
 def parse_versions(model: RegisteredModel, asked: list[str]) -> list[ModelVersion]:
-    """The versions asked for (numbers, as the checkboxes send them), in the order asked; CompareError otherwise."""
+    """The versions asked for (numbers, as the checkboxes send them), oldest first; CompareError otherwise."""
     numbers = []
     for text in asked:
         if not text.strip().isdigit() or len(text.strip()) > 9:
@@ -49,7 +49,7 @@ def parse_versions(model: RegisteredModel, asked: list[str]) -> list[ModelVersio
     missing = [n for n in numbers if n not in found]
     if missing:
         raise CompareError(f"{model.name} has no version {', '.join(f'v{n}' for n in missing)}.")
-    return [found[n] for n in numbers]
+    return [found[n] for n in sorted(numbers)]  # oldest first: the others' differences are against it
 
 
 def _differs(values: list) -> bool:

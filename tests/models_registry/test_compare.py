@@ -108,3 +108,8 @@ def test_queries_do_not_grow_with_the_versions_compared(titanic, manager_client)
 def test_the_versions_table_picks_versions_to_compare(titanic, manager_client):
     page = manager_client.get(reverse("models_registry:model_detail", args=["titanic"])).content.decode()
     assert 'action="/models/titanic/compare/"' in page and 'name="v" value="3"' in page
+
+
+def test_versions_are_compared_oldest_first_whatever_the_order_asked(titanic, manager_client):
+    response = manager_client.get(reverse("models_registry:version_compare", args=["titanic"]), {"v": ["3", "1"]})
+    assert response.context["labels"] == ["v1", "v3"]
