@@ -191,7 +191,7 @@ class Smoke:
         if not problems:
             raise CheckFailed(f"the portal did not refuse {cores:g} CPU on instance type {instance_type}")
         ref = self._deploy("prod", "production", "huge", settings, unchecked=True, must_fail=True)
-        return f"the portal: {' '.join(problems)}\nAzure: {ref['error']}"
+        return f"the portal: {' '.join(p.message for p in problems)}\nAzure: {ref['error']}"
 
     def traffic(self) -> str:
         endpoint = self.context["blue"]["endpoint"]

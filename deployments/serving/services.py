@@ -28,7 +28,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from audit.services import audit_record, field_diff, status_change
 from mlopsportal.backends import BackendError, get_backend
-from mlopsportal.backends.base import DeploymentState, EndpointRouting, ServingSpec
+from mlopsportal.backends.base import DeploymentState, EndpointRouting, ServingProblem, ServingSpec
 from mlopsportal.lib import supervision
 from mlopsportal.lib.queue import enqueue
 from mlopsportal.lib.refusals import in_words
@@ -185,12 +185,18 @@ def _spec(deployment: Deployment) -> ServingSpec:
                        stage=deployment.endpoint.stage)
 
 
-def endpoint_profile_problems(endpoint: Endpoint, settings: dict | None = None) -> list[str]:
-    """What the platform would refuse in the endpoint's profile (instance type limits, timeout maximums), in words;
-    nothing is sent to it."""
+def endpoint_settings_problems(endpoint: Endpoint, settings: dict | None = None) -> list[ServingProblem]:
+    """What the platform would refuse in these serving settings (the endpoint's profile's by default) on this
+    endpoint, setting by setting: instance type limits, managed and Kubernetes maximums. Nothing is sent to it."""
     settings = settings if settings is not None else endpoint.profile.serving_settings()
-    problems = get_backend().serving_problems(settings, endpoint.stage)
-    return [f"Profile {endpoint.profile} does not fit {endpoint}: " + " ".join(problems)] if problems else []
+    return get_backend().serving_problems(settings, endpoint.stage)
+
+
+def endpoint_profile_problems(endpoint: Endpoint, settings: dict | None = None) -> list[str]:
+    """The same, in one sentence per endpoint, for refusals that are not on a form."""
+    problems = endpoint_settings_problems(endpoint, settings)
+    return ([f"Profile {endpoint.profile} does not fit {endpoint}: " + " ".join(p.message for p in problems)]
+            if problems else [])
 
 
 def deployment_create(*, endpoint: Endpoint, version: ModelVersion, name: str, actor, start: bool = True,

@@ -53,6 +53,7 @@ from .base import (
     InventoryVersion,
     MLBackend,
     RegisteredArtifact,
+    ServingProblem,
     ServingSpec,
     TrainingStatus,
     TrainingSubmission,
@@ -77,6 +78,8 @@ MAX_MESSAGE_CHARS = 2000  # of the service's words kept in a BackendError
 DEFAULT_INSTANCE_TYPE = "defaultinstancetype"
 DEFAULT_INSTANCE_TYPE_LIMITS = {"cpu": 2.0, "memory_bytes": 2 * 1024 ** 3}
 MAX_REQUEST_TIMEOUT_MS = {"managed": 180_000, "kubernetes": 300_000}
+# Instances of one managed online deployment (Azure ML's default quota; a support request raises it).
+MAX_MANAGED_INSTANCES = 50
 MEMORY_UNITS = {"": 1, "k": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "T": 10 ** 12, "Ki": 1024, "Mi": 1024 ** 2,
                 "Gi": 1024 ** 3, "Ti": 1024 ** 4}
 SIGN_IN_HINT = ("Sign in on the machine that runs the portal with `az login`, or set AZURE_TENANT_ID, "
@@ -648,7 +651,7 @@ class AzureMLBackend(MLBackend):
         kind = ref["kind"]
         problems = self._serving_problems(config, s, kind) if checked else []
         if problems:
-            raise BackendError(" ".join(problems))
+            raise BackendError(" ".join(p.message for p in problems))
         concurrency = s["max_concurrent_requests_per_instance"]
         request = {"request_timeout_ms": s["request_timeout_ms"], "max_concurrent_requests_per_instance": concurrency}
         if kind == "kubernetes":  # deprecated (and ignored) on managed endpoints
@@ -684,34 +687,43 @@ class AzureMLBackend(MLBackend):
         return [InstanceType(name=name, cpu=limits.get("cpu"), memory_bytes=limits.get("memory_bytes"),
                              default=name == default) for name, limits in sorted(config.instance_types.items())]
 
-    def serving_problems(self, settings: dict, stage: str) -> list[str]:
+    def serving_problems(self, settings: dict, stage: str) -> list[ServingProblem]:
         config = self._provided_config()
         return self._serving_problems(config, settings, self._endpoint_kind(config, stage))
 
     @staticmethod
-    def _serving_problems(config, s: dict, kind: str) -> list[str]:
+    def _serving_problems(config, s: dict, kind: str) -> list[ServingProblem]:
         problems = []
         timeout, most = s["request_timeout_ms"], MAX_REQUEST_TIMEOUT_MS[kind]
         if timeout > most:
-            problems.append(f"A request timeout of {timeout:,} ms is over the {most:,} ms that {kind} online "
-                            f"deployments allow.")
+            problems.append(ServingProblem("request_timeout_ms", f"A request timeout of {timeout:,} ms is over the "
+                                                                 f"{most:,} ms that {kind} online deployments allow."))
+        if kind == "managed":
+            for field in ("instance_count", *(("max_instances",) if s.get("autoscale_enabled") else ())):
+                if s[field] > MAX_MANAGED_INSTANCES:
+                    problems.append(ServingProblem(field, f"{s[field]} instances is over the {MAX_MANAGED_INSTANCES} "
+                                                          f"that a managed online deployment may have."))
         if kind == "kubernetes":
             name = config.instance_type_for(s)
             limits = config.instance_types.get(name)
             if limits is None and config.instance_types:
-                problems.append(f"The AKS compute has no instance type {name} (it has "
-                                f"{', '.join(sorted(config.instance_types))}).")
+                problems.append(ServingProblem("instance_type", f"The AKS compute has no instance type {name} (it has "
+                                                                f"{', '.join(sorted(config.instance_types))})."))
             limits = limits or (DEFAULT_INSTANCE_TYPE_LIMITS if name == DEFAULT_INSTANCE_TYPE else {})
             cpu, memory = s["cpu_request"], round(s["memory_request_gb"] * 10 ** 9)
+            over = []
             if limits.get("cpu") and cpu > limits["cpu"]:
-                problems.append(f"{cpu:g} CPU is more than instance type {name} allows ({limits['cpu']:g}).")
+                over.append(("cpu_request", f"{cpu:g} CPU is more than instance type {name} allows "
+                                            f"({limits['cpu']:g})."))
             if limits.get("memory_bytes") and memory > limits["memory_bytes"]:
-                problems.append(f"{s['memory_request_gb']:g} GB of memory is more than instance type {name} allows "
-                                f"({limits['memory_bytes'] / 10 ** 9:.2f} GB = "
-                                f"{limits['memory_bytes'] / 1024 ** 3:g} GiB).")
-            if problems and not s.get("instance_type"):
-                problems.append("Name a larger instance type in the profile, or set the workspace's default "
-                                "instance type.")
+                over.append(("memory_request_gb", f"{s['memory_request_gb']:g} GB of memory is more than instance type "
+                                                  f"{name} allows ({limits['memory_bytes'] / 10 ** 9:.2f} GB = "
+                                                  f"{limits['memory_bytes'] / 1024 ** 3:g} GiB)."))
+            if over and not s.get("instance_type"):
+                field, message = over[-1]
+                over[-1] = (field, message + " Name a larger instance type in the profile, or set the workspace's "
+                                             "default instance type.")
+            problems += [ServingProblem(field, message) for field, message in over]
         return problems
 
     def deployment_create(self, spec: ServingSpec, plan: dict | None = None) -> DeployedRef:

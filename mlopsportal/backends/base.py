@@ -140,6 +140,17 @@ READY, BUSY, FAILED = "ready", "busy", "failed"  # busy: being created, updated,
 
 
 @dataclass(frozen=True)
+class ServingProblem:
+    """One thing the platform would refuse in a deployment's settings: the setting at fault (a key of the serving
+    settings, e.g. "request_timeout_ms") and why, in words."""
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
 class InstanceType:
     """A size deployments can be given on the platform, with its limits where known (None: not said)."""
     name: str
@@ -312,9 +323,9 @@ class MLBackend(abc.ABC):
         """The platform's scoring URL and key for the endpoint, or None when the portal's router serves it."""
         return None
 
-    def serving_problems(self, settings: dict, stage: str) -> list[str]:
-        """What this platform would refuse in these settings on an endpoint of `stage`, in words; checked before
-        anything is sent (no call to the platform)."""
+    def serving_problems(self, settings: dict, stage: str) -> list[ServingProblem]:
+        """What this platform would refuse in these settings on an endpoint of `stage`, setting by setting; checked
+        before anything is sent (no call to the platform)."""
         return []
 
     def instance_types(self) -> list[InstanceType]:
