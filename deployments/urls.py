@@ -1,5 +1,6 @@
 from django.urls import path
 
+from .configs import views as config_views
 from .promotions import views as promotion_views
 from .serving import views
 
@@ -24,4 +25,11 @@ urlpatterns = [
     path("promotions/<int:pk>/report/", promotion_views.promotion_report, name="promotion_report"),
     path("promotions/<int:pk>/decide/", promotion_views.promotion_decide, name="promotion_decide"),
     path("promotions/<int:pk>/cancel/", promotion_views.promotion_cancel, name="promotion_cancel"),
+    path("configs/", config_views.config_index, name="config_index"),
+    path("configs/<str:slug>/new/", config_views.config_edit, name="config_create"),
+    path("configs/<str:slug>/<int:pk>/", config_views.config_detail, name="config_detail"),
+    path("configs/<str:slug>/<int:pk>/edit/", config_views.config_edit, name="config_edit"),
+    path("configs/<str:slug>/<int:pk>/diff/", config_views.config_diff, name="config_diff"),
+    path("configs/<str:slug>/<int:pk>/revisions/<int:number>/revert/", config_views.config_revert,
+         name="config_revert"),
 ]

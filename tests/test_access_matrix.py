@@ -108,6 +108,29 @@ def _workspace_form(w: World) -> dict:
     return {**{k: v for k, v in initial.items() if k in WorkspaceForm.Meta.fields}, "resource_group": "rg-one"}
 
 
+def _config_edit(w: World, slug: str, obj, **changes) -> dict:
+    """A config edit as posted after its review (with the review's digest), changing `changes`."""
+    import copy
+
+    from deployments.configs.forms import form_class
+    from deployments.configs.kinds import KINDS
+    from deployments.configs.views import review_digest
+    from tests.configs.test_config_pages import form_data
+
+    data = {**form_data(slug, obj, **changes), "note": "access matrix"}
+    form = form_class(KINDS[slug])(data, instance=copy.copy(obj))
+    assert form.is_valid(), form.errors
+    return {**data, "reviewed": review_digest(KINDS[slug], form)}
+
+
+def _config_revert(w: World) -> dict:
+    """Revision 2 of the stress profile (concurrency 3), to revert to revision 1 from."""
+    w.stress_profile.concurrency = 3
+    w.stress_profile._change_reason = "for the matrix"
+    w.stress_profile.save()
+    return {"note": "back"}
+
+
 E, M, A = "engineer", "manager", "admin"
 ACTIONS = [
     Action("logout", "-", lambda w: [], lambda w: {}, ALLOWED, ALLOWED, ALLOWED, changes=False),
@@ -162,6 +185,17 @@ ACTIONS = [
     Action("user_settings", "-", lambda w: [], lambda w: {"time_zone": "Europe/Paris"}, ALLOWED, ALLOWED, ALLOWED),
     Action("notifications:settings", "-", lambda w: [], lambda w: {"email": "on", "events": ["rollback"]},
            ALLOWED, ALLOWED, ALLOWED),
+    # Configurations: admins only. The profile is the production endpoint's too: saving it changes what the next
+    # promotion deploys, not what production runs.
+    Action("deployments:config_edit", "production", lambda w: ["profiles", w.prod.profile.pk],
+           lambda w: _config_edit(w, "profiles", w.prod.profile, instance_count=2), FORBIDDEN, FORBIDDEN, ALLOWED),
+    Action("deployments:config_edit", "-", lambda w: ["endpoints", w.prod.pk],
+           lambda w: _config_edit(w, "endpoints", w.prod, approval_required=False), FORBIDDEN, FORBIDDEN, ALLOWED),
+    Action("deployments:config_create", "-", lambda w: ["stress-profiles"],
+           lambda w: {**_config_edit(w, "stress-profiles", StressProfile(model=w.model, name="new", payloads=[1])),
+                      "model": w.model.pk}, FORBIDDEN, FORBIDDEN, ALLOWED),
+    Action("deployments:config_revert", "-", lambda w: ["stress-profiles", w.stress_profile.pk, 1], _config_revert,
+           FORBIDDEN, FORBIDDEN, ALLOWED),
     Action("workspaces:workspace_test", "-", lambda w: [], lambda w: {}, FORBIDDEN, FORBIDDEN, ALLOWED),
 ]
 
@@ -186,6 +220,9 @@ READ_ONLY = {
     "deployments:promotion_report": lambda w: [w.awaiting.pk],
     "models_registry:version_compare": lambda w: [w.model.name],
     "deployments:promotion_detail": lambda w: [w.awaiting.pk],
+    "deployments:config_index": lambda w: [],
+    "deployments:config_detail": lambda w: ["profiles", w.prod.profile.pk],
+    "deployments:config_diff": lambda w: ["profiles", w.prod.profile.pk],
 }
 PUBLIC = {"login"}  # the only view marked login_not_required; its throttling is tested in tests/test_login.py
 # Django admin checks its own permissions (staff only, per model); tested in tests/test_audit.py and

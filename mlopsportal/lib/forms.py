@@ -1,4 +1,5 @@
 """Small helpers for forms."""
+import json
 from datetime import datetime, time, timedelta
 
 from django import forms
@@ -57,3 +58,42 @@ def instance_type_options(instance_types) -> list[tuple[str, str]]:
                 "the cluster's default" if kind.default else ""]
         options.append((kind.name, " · ".join(part for part in said if part) or kind.name))
     return options
+
+
+class _FiniteJSONDecoder(json.JSONDecoder):
+    """JSON as the standard says it: NaN and Infinity (which Python's json accepts) are refused."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, parse_constant=self._refuse, **kwargs)
+
+    @staticmethod
+    def _refuse(name):
+        raise json.JSONDecodeError(f"{name} is not a JSON value", name, 0)
+
+
+class StrictJSONField(forms.JSONField):
+    """A JSON field that refuses NaN and Infinity, text over `max_length` characters, and nesting too deep to
+    parse, with a message instead of a server error."""
+
+    default_error_messages = {"invalid": "Enter valid JSON (NaN and Infinity are not JSON).",
+                              "too_long": "The JSON is longer than %(limit)s characters."}
+
+    def __init__(self, *args, max_length: int = 1_000_000, **kwargs):
+        kwargs["decoder"] = kwargs.get("decoder") or _FiniteJSONDecoder
+        super().__init__(*args, **kwargs)
+        self.max_length = max_length
+
+    def to_python(self, value):
+        if isinstance(value, str) and len(value) > self.max_length:
+            raise forms.ValidationError(self.error_messages["too_long"], code="too_long",
+                                        params={"limit": f"{self.max_length:,}"})
+        try:
+            return super().to_python(value)
+        except RecursionError:
+            raise forms.ValidationError("The JSON is nested too deeply.", code="invalid") from None
+
+    def bound_data(self, data, initial):
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:
+            return forms.fields.InvalidJSONInput(data)

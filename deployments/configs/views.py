@@ -1,0 +1,146 @@
+"""Configuration pages: every role reads them; admins create, edit (review, then save with a note), compare any
+two revisions and revert to one."""
+import copy
+import hashlib
+import json
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from mlopsportal.lib.refusals import in_words
+
+from . import revisions, services
+from .forms import NOTE_MAX, form_class
+from .impact import config_uses
+from .kinds import KINDS, ConfigKind
+
+
+def _kind(request, slug: str, action: str = "view") -> ConfigKind:
+    kind = KINDS.get(slug)
+    if kind is None:
+        raise Http404("No such kind of configuration.")
+    if not request.user.has_perm(kind.perm(action)):
+        raise PermissionDenied
+    return kind
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@require_GET
+def config_index(request):
+    kinds = [kind for kind in KINDS.values() if request.user.has_perm(kind.perm("view"))]
+    if not kinds:
+        raise PermissionDenied
+    return render(request, "deployments/configs/index.html", {
+        "sections": [(kind, list(kind.queryset()), request.user.has_perm(kind.perm("add")) and kind.creatable)
+                     for kind in kinds]})
+
+
+@require_GET
+def config_detail(request, slug, pk):
+    kind = _kind(request, slug)
+    obj = get_object_or_404(kind.queryset(), pk=pk)
+    rows, older = revisions.revision_page(obj, before=_int(request.GET.get("before")))
+    return render(request, "deployments/configs/detail.html", {
+        "kind": kind, "obj": obj, "values": _values(kind, obj), "uses": config_uses(kind, obj),
+        "revisions": rows, "older": older, "count": revisions.revision_count(obj),
+        "can_edit": request.user.has_perm(kind.perm("change"))})
+
+
+def _values(kind: ConfigKind, obj) -> list[tuple[str, str]]:
+    return [(kind.field_label(name), revisions.shown(value))
+            for name, value in revisions.values_of(kind, obj).items()]
+
+
+def review_digest(kind: ConfigKind, form) -> str:
+    """What was reviewed: the posted values, so a save after changing them is reviewed again."""
+    values = {name: form.cleaned_data.get(name) for name in kind.fields}
+    text = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@require_http_methods(["GET", "POST"])
+def config_edit(request, slug, pk=None):
+    kind = _kind(request, slug, "change" if pk is not None else "add")
+    obj = get_object_or_404(kind.queryset(), pk=pk) if pk is not None else kind.model()
+    if pk is None and not kind.creatable:
+        raise Http404("Endpoints are created where they are served from.")
+    Form = form_class(kind)
+    base = revisions.revision_count(obj) if pk is not None else 0
+    if request.method == "GET":
+        return render(request, "deployments/configs/edit.html", {
+            "kind": kind, "obj": obj, "form": Form(instance=obj), "base": base,
+            "uses": config_uses(kind, obj) if pk else []})
+    if pk is not None and _int(request.POST.get("base_revision")) != base:
+        # Someone saved since this form was opened: saving it would silently undo their change.
+        latest = revisions.revision_by_number(obj, base)
+        who = latest.history_user.get_username() if latest and latest.history_user else "someone"
+        messages.error(request, f"{who} saved revision {base} since you opened this form: here are the values now; "
+                                f"make your change again.")
+        return redirect("deployments:config_edit", slug=kind.slug, pk=obj.pk)
+    before = revisions.values_of(kind, obj) if pk is not None else {}
+    saved = copy.copy(obj)
+    form = Form(request.POST, instance=obj)  # validating puts the posted values on `obj`
+    context = {"kind": kind, "obj": saved, "form": form, "base": base}
+    if not form.is_valid():
+        return render(request, "deployments/configs/edit.html", context, status=400)
+    candidate = form.instance
+    changes = revisions.values_diff(kind, before, revisions.values_of(kind, candidate))
+    digest = review_digest(kind, form)
+    if request.POST.get("reviewed") != digest:
+        # First the review: what changes, and what it reaches. Saved only from here, with the same values.
+        return render(request, "deployments/configs/edit.html", {
+            **context, "review": True, "changes": changes, "digest": digest,
+            "uses": config_uses(kind, saved, candidate) if pk is not None else []})
+    if pk is not None and not changes:
+        messages.info(request, "Nothing changed: no revision was written.")
+        return redirect("deployments:config_detail", slug=kind.slug, pk=saved.pk)
+    obj = services.config_save(kind=kind, form=form, actor=request.user)
+    messages.success(request, f"Saved {kind.label.lower()} {obj} as revision {revisions.revision_count(obj)}.")
+    return redirect("deployments:config_detail", slug=kind.slug, pk=obj.pk)
+
+
+@require_GET
+def config_diff(request, slug, pk):
+    kind = _kind(request, slug)
+    obj = get_object_or_404(kind.queryset(), pk=pk)
+    count = revisions.revision_count(obj)
+    b = _int(request.GET.get("b")) or count
+    a = _int(request.GET.get("a")) or max(b - 1, 1)
+    old, new = revisions.revision_by_number(obj, a), revisions.revision_by_number(obj, b)
+    if old is None or new is None:
+        raise Http404(f"This {kind.label.lower()} has revisions 1 to {count}.")
+    return render(request, "deployments/configs/diff.html", {
+        "kind": kind, "obj": obj, "old": old, "new": new, "count": count, "changes": revisions.revision_diff(
+            kind, old, new), "can_edit": request.user.has_perm(kind.perm("change")), "note_max": NOTE_MAX})
+
+
+@require_POST
+def config_revert(request, slug, pk, number):
+    kind = _kind(request, slug, "change")
+    obj = get_object_or_404(kind.queryset(), pk=pk)
+    revision = revisions.revision_by_number(obj, number)
+    if revision is None:
+        raise Http404("No such revision.")
+    note = " ".join(request.POST.get("note", "").split())[:NOTE_MAX]
+    back = reverse("deployments:config_diff", args=[kind.slug, obj.pk]) + f"?a={number}"
+    if not any(ch.isalnum() for ch in note):
+        messages.error(request, "Say in words why you revert: the note is kept with the revision.")
+        return redirect(back)
+    try:
+        services.config_revert(kind=kind, obj=obj, revision=revision, actor=request.user, note=note)
+    except ValidationError as exc:
+        messages.error(request, in_words(exc))
+        return redirect(back)
+    messages.success(request, f"Reverted {kind.label.lower()} {obj} to revision {number}, as revision "
+                              f"{revisions.revision_count(obj)}.")
+    return redirect("deployments:config_detail", slug=kind.slug, pk=obj.pk)
