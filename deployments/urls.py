@@ -9,6 +9,7 @@ urlpatterns = [
     path("endpoints/", views.endpoint_list, name="endpoint_list"),
     path("endpoints/<str:name>/", views.endpoint_detail, name="endpoint_detail"),
     path("endpoints/<str:name>/releases/", views.endpoint_releases, name="endpoint_releases"),
+    path("endpoints/<str:name>/drift/", views.endpoint_drift, name="endpoint_drift"),
     path("releases/", views.releases_as_of, name="releases_as_of"),
     path("endpoints/<str:name>/key/", views.endpoint_key, name="endpoint_key"),
     path("endpoints/<str:name>/try/", views.endpoint_try, name="endpoint_try"),

@@ -221,6 +221,7 @@ READ_ONLY = {
     "models_registry:version_compare": lambda w: [w.model.name],
     "deployments:promotion_detail": lambda w: [w.awaiting.pk],
     "deployments:config_index": lambda w: [],
+    "deployments:endpoint_drift": lambda w: [w.prod.name],
     "deployments:config_detail": lambda w: ["profiles", w.prod.profile.pk],
     "deployments:config_diff": lambda w: ["profiles", w.prod.profile.pk],
 }

@@ -187,6 +187,10 @@ class Deployment(models.Model):
     model_version = models.ForeignKey("models_registry.ModelVersion", on_delete=models.PROTECT,
                                       related_name="deployments")
     serving_settings = models.JSONField(default=dict, help_text="The profile's settings as deployed.")
+    profile_revision = models.PositiveBigIntegerField(
+        null=True, blank=True, editable=False,
+        help_text="The revision (history id) of the profile its settings were taken from; empty for deployments "
+                  "made before profiles had revisions.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.CREATING, db_index=True)
     traffic = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)],
                                                help_text="Percent of the endpoint's requests.")
@@ -215,6 +219,12 @@ class Deployment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.endpoint.name}/{self.name}"
+
+    def profile_revision_row(self):
+        """The profile revision its settings came from (a django-simple-history row), or None."""
+        if self.profile_revision is None:
+            return None
+        return DeploymentProfile.history.filter(history_id=self.profile_revision).first()
 
     @property
     def is_live(self) -> bool:

@@ -199,6 +199,11 @@ def endpoint_profile_problems(endpoint: Endpoint, settings: dict | None = None) 
             if problems else [])
 
 
+def _profile_revision(profile: DeploymentProfile) -> int | None:
+    """The history id of the profile's latest revision: what a deployment made now takes its settings from."""
+    return profile.history.order_by("-history_id").values_list("history_id", flat=True).first()
+
+
 def deployment_create(*, endpoint: Endpoint, version: ModelVersion, name: str, actor, start: bool = True,
                       why: str = "", promotion: Promotion | None = None) -> Deployment:
     """A new deployment of `version` on `endpoint`, with no traffic. Raises ValidationError on bad input, and on a
@@ -210,7 +215,8 @@ def deployment_create(*, endpoint: Endpoint, version: ModelVersion, name: str, a
     if endpoint.stage == Endpoint.Stage.PRODUCTION and promotion.state != Promotion.State.RUNNING:
         raise ValidationError(f"{promotion} is {promotion.get_state_display().lower()}: it deploys nothing more.")
     deployment = Deployment(endpoint=endpoint, name=name, model_version=version,
-                            serving_settings=endpoint.profile.serving_settings(), created_by=actor)
+                            serving_settings=endpoint.profile.serving_settings(),
+                            profile_revision=_profile_revision(endpoint.profile), created_by=actor)
     # The name check is ours (the constraint's own message names the constraint), and the database's constraint
     # catches the race of two requests with one name.
     deployment.full_clean(exclude=["backend_ref", "scoring_url"], validate_constraints=False)
@@ -657,7 +663,7 @@ def deployment_adopt(*, endpoint: Endpoint, name: str, version: ModelVersion, he
     with transaction.atomic():
         deployment = Deployment.objects.create(
             endpoint=endpoint, name=name, model_version=version, serving_settings=endpoint.profile.serving_settings(),
-            status=Status.HEALTHY if healthy else Status.UNHEALTHY, backend_ref=ref, scoring_url=scoring_url,
+            profile_revision=_profile_revision(endpoint.profile), status=Status.HEALTHY if healthy else Status.UNHEALTHY, backend_ref=ref, scoring_url=scoring_url,
             changed_outside=summary[:300], healthy_at=now)
         audit_record(actor=None, action=AuditEvent.Action.CREATE, target=deployment, via="system",
                      summary=f"deployment {deployment} was {summary}",

@@ -18,7 +18,7 @@ from mlopsportal.lib.refusals import in_words
 from models_registry.models import ModelVersion
 
 from ..models import Deployment, Endpoint
-from . import releases, selectors, services
+from . import drift, releases, selectors, services
 from .forms import AsOfForm, DeployToStagingForm, ProfileImportForm, TrafficForm, TryItForm
 
 
@@ -236,3 +236,14 @@ def profile_import(request):
             context.update(profile=profile, result=result)
             return render(request, "deployments/profile_import.html", context)
     return render(request, "deployments/profile_import.html", context, status=400 if request.method == "POST" else 200)
+
+
+@require_GET
+@permission_required("deployments.view_endpoint", raise_exception=True)
+def endpoint_drift(request, name):
+    """Each live deployment's settings: as the platform reports them, as deployed, the profile revision they came
+    from, and the profile now."""
+    endpoint = get_object_or_404(Endpoint.objects.select_related("profile"), name=name)
+    return render(request, "deployments/endpoint_drift.html", {
+        "endpoint": endpoint, "drifts": drift.endpoint_drift(endpoint),
+        "profile_url": reverse("deployments:config_detail", args=["profiles", endpoint.profile_id])})

@@ -319,6 +319,37 @@ def _found(doing: str, fetch, *args):
         raise
 
 
+def _reported_settings(deployment) -> dict:
+    """An online deployment's settings as Azure reports them, under the serving settings' keys."""
+    reported = {}
+    if deployment.instance_count is not None:
+        reported["instance_count"] = deployment.instance_count
+    request = deployment.request_settings
+    if request is not None:
+        for key in ("request_timeout_ms", "max_concurrent_requests_per_instance", "max_queue_wait_ms"):
+            value = getattr(request, key, None)
+            # The SDK reads durations back in whole seconds (PT0.5S reads as 0): a 0 is not what Azure holds.
+            if value is not None and not (key.endswith("_ms") and value == 0):
+                reported[key] = value
+    if str(deployment.type).lower() == "kubernetes":
+        if deployment.instance_type:
+            reported["instance_type"] = deployment.instance_type
+        requests = getattr(getattr(deployment, "resources", None), "requests", None)
+        cpu = cpu_cores(str(requests.cpu)) if requests is not None and requests.cpu else None
+        memory = memory_bytes(str(requests.memory)) if requests is not None and requests.memory else None
+        if cpu is not None:
+            reported["cpu_request"] = cpu
+        if memory is not None:
+            reported["memory_request_gb"] = round(memory / 10 ** 9, 3)
+        scale = deployment.scale_settings
+        if scale is not None:
+            reported["autoscale_enabled"] = str(scale.type).lower().replace("_", "") == "targetutilization"
+            if reported["autoscale_enabled"]:
+                reported.update(min_instances=scale.min_instances, max_instances=scale.max_instances,
+                                target_utilization=scale.target_utilization_percentage)
+    return reported
+
+
 class AzureMLBackend(MLBackend):
     name = "azureml"
     heals_itself = True
@@ -759,6 +790,17 @@ class AzureMLBackend(MLBackend):
 
     def deployment_advance(self, ref: dict) -> DeploymentState:
         return self._deployment_state(ref, submit_missing=True)
+
+    def deployment_settings(self, ref: dict) -> dict | None:
+        ml = self.client(self.config())
+        name, endpoint_name = ref["deployment"], ref["endpoint"]
+        deployment = _found(f"Reading deployment {name}", ml.online_deployments.get, name, endpoint_name)
+        if deployment is None:
+            return None
+        reported = _reported_settings(deployment)
+        if reported.get("instance_type") == self.config().instance_type_for({}):
+            del reported["instance_type"]  # the default, which a profile asks for by naming none
+        return reported
 
     def _deployment_state(self, ref: dict, *, submit_missing: bool) -> DeploymentState:
         config = self.config()

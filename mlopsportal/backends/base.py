@@ -263,6 +263,12 @@ class MLBackend(abc.ABC):
         exists) and say where it stands. Called only while the portal is creating it."""
         return self.deployment_state(ref)
 
+    def deployment_settings(self, ref: dict) -> dict | None:
+        """The serving settings the platform reports the deployment runs with, under the keys of
+        DeploymentProfile.serving_settings() (only those it reports), or None when it cannot say. One call to the
+        platform; raises BackendError when it does not answer."""
+        return None
+
     @abc.abstractmethod
     def deployment_logs(self, ref: dict, lines: int = 200) -> str: ...
 

@@ -98,6 +98,7 @@ class _Deployment:
     state: str = "starting"  # "starting", "healthy", "failed" or "deleted"
     error: str = ""
     log: list[str] = field(default_factory=list)
+    changed: dict = field(default_factory=dict)  # settings changed on the platform, outside the portal
 
 
 @dataclass
@@ -189,6 +190,13 @@ class FakeBackend(MLBackend):
                 raise BackendError(f"Deployment {deployment.spec.deployment_name} was deleted.")
             deployment.state, deployment.error = "failed", "The fake deployment's process exited."
             deployment.log.append("process exited unexpectedly")
+
+    @staticmethod
+    def change_outside(ref: dict, **settings) -> None:
+        """Someone changes the deployment's settings on the platform itself (as with `az ml online-deployment
+        update`): the platform reports them from now on."""
+        with _STORE.lock:
+            _deployment(ref).changed.update(settings)
 
     @staticmethod
     def _raise_if_failing(operation: str) -> None:
@@ -383,6 +391,14 @@ class FakeBackend(MLBackend):
 
     def deployment_advance(self, ref: dict) -> DeploymentState:
         return self._advance("deployment_advance", ref)
+
+    def deployment_settings(self, ref: dict) -> dict | None:
+        with _STORE.lock:
+            self._raise_if_failing("deployment_settings")
+            deployment = _deployment(ref)
+            if deployment.state == "deleted":
+                return None
+            return {**deployment.spec.settings, **deployment.changed}
 
     def deployment_logs(self, ref: dict, lines: int = 200) -> str:
         with _STORE.lock:

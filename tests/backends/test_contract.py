@@ -204,6 +204,9 @@ def test_deployment_lifecycle(platform):
     state = platform.settled(deployed.ref)
     assert state.state == "healthy", state.error
     assert backend.deployment_state(deployed.ref).state == "healthy"
+    # How it runs, as the platform reports it: at least the instances and the request timeout it was given.
+    reported = backend.deployment_settings(deployed.ref)
+    assert reported["instance_count"] == 1 and reported["request_timeout_ms"] == 5000, reported
 
     backend.endpoint_traffic_apply(endpoint_name="contract-prod", traffic={"blue": 100})
     wait_for(lambda: backend.endpoint_traffic_applied(endpoint_name="contract-prod", traffic={"blue": 100}),

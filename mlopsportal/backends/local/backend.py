@@ -217,6 +217,13 @@ class LocalServingMixin:
             healthy = False
         return DeploymentState("healthy" if healthy else "starting")
 
+    def deployment_settings(self, ref: dict) -> dict | None:
+        """What the deployment's server was started with: its worker processes (the local instances) and timeout."""
+        state = _server_state(self._deployment_dir(ref))
+        if "workers" not in state:
+            return None  # not started yet, gone, or started before servers said
+        return {"instance_count": state["workers"], "request_timeout_ms": state["timeout_ms"]}
+
     def deployment_logs(self, ref: dict, lines: int = 200) -> str:
         try:
             text = (self._deployment_dir(ref) / "server.log").read_text(errors="replace")

@@ -40,7 +40,8 @@ def main(argv: list[str]) -> None:
     os.dup2(devnull, 0)
     os.dup2(log, 1)
     os.dup2(log, 2)
-    state = {"pid": os.getpid(), "port": args.port, "host": HOST, "started_at": time.time()}
+    state = {"pid": os.getpid(), "port": args.port, "host": HOST, "started_at": time.time(),
+             "workers": args.workers, "timeout_ms": args.timeout_ms}
     tmp = args.dir / "server.json.tmp"
     tmp.write_text(json.dumps(state))
     os.replace(tmp, args.dir / "server.json")
