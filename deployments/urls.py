@@ -30,6 +30,8 @@ urlpatterns = [
     path("configs/<str:slug>/new/", config_views.config_edit, name="config_create"),
     path("configs/<str:slug>/<int:pk>/", config_views.config_detail, name="config_detail"),
     path("configs/<str:slug>/<int:pk>/edit/", config_views.config_edit, name="config_edit"),
+    path("configs/<str:slug>/<int:pk>/yaml/", config_views.config_yaml, name="config_yaml"),
+    path("configs/<str:slug>/<int:pk>/import/", config_views.config_import, name="config_import"),
     path("configs/<str:slug>/<int:pk>/diff/", config_views.config_diff, name="config_diff"),
     path("configs/<str:slug>/<int:pk>/revisions/<int:number>/revert/", config_views.config_revert,
          name="config_revert"),

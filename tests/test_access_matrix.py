@@ -196,6 +196,9 @@ ACTIONS = [
                       "model": w.model.pk}, FORBIDDEN, FORBIDDEN, ALLOWED),
     Action("deployments:config_revert", "-", lambda w: ["stress-profiles", w.stress_profile.pk, 1], _config_revert,
            FORBIDDEN, FORBIDDEN, ALLOWED),
+    # A YAML read into the profile is only reviewed here: it is saved through config_edit.
+    Action("deployments:config_import", "-", lambda w: ["profiles", w.prod.profile.pk],
+           lambda w: {"text": "instance_count: 3\n"}, FORBIDDEN, FORBIDDEN, ALLOWED, changes=False),
     Action("workspaces:workspace_test", "-", lambda w: [], lambda w: {}, FORBIDDEN, FORBIDDEN, ALLOWED),
 ]
 
@@ -222,6 +225,7 @@ READ_ONLY = {
     "deployments:promotion_detail": lambda w: [w.awaiting.pk],
     "deployments:config_index": lambda w: [],
     "deployments:endpoint_drift": lambda w: [w.prod.name],
+    "deployments:config_yaml": lambda w: ["profiles", w.prod.profile.pk],
     "deployments:config_detail": lambda w: ["profiles", w.prod.profile.pk],
     "deployments:config_diff": lambda w: ["profiles", w.prod.profile.pk],
 }

@@ -10,6 +10,7 @@ from mlopsportal.lib.forms import StrictJSONField, SuggestionsInput, instance_ty
 
 from ..models import DeploymentProfile, Endpoint
 from ..serving import services as serving
+from ..serving.forms import ProfileImportForm
 from .kinds import ConfigKind
 
 NOTE_MAX = 300
@@ -66,3 +67,24 @@ def form_class(kind: ConfigKind) -> type[ConfigForm]:
     json_fields = {f.name: StrictJSONField for f in kind.model._meta.fields
                    if f.name in kind.fields and f.get_internal_type() == "JSONField"}
     return modelform_factory(kind.model, form=base, fields=list(kind.fields), field_classes=json_fields)
+
+
+class RevisionImportForm(ProfileImportForm):
+    """A YAML to become the next revision of an existing profile (its name stays)."""
+    name = None
+
+
+def bound_from(kind: ConfigKind, obj, values: dict, note: str) -> ConfigForm:
+    """The kind's form bound as if `obj` were posted with `values` changed: each rule applies as to an edit."""
+    unbound = form_class(kind)(instance=obj)
+    data = {"note": note}
+    for name in unbound.fields:
+        if name == "note":
+            continue
+        value = values[name] if name in values else unbound[name].value()
+        if isinstance(value, bool):
+            if value:
+                data[name] = "on"
+            continue
+        data[name] = "" if value is None else str(value)
+    return form_class(kind)(data, instance=obj)

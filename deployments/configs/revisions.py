@@ -39,11 +39,16 @@ def revision_count(obj: models.Model) -> int:
     return obj.history.count()
 
 
-def revision_by_number(obj: models.Model, number: int):
-    """The `number`-th revision (1 is the first), or None."""
-    if number < 1:
+def revision_by_number(obj: models.Model, number: int, count: int | None = None):
+    """The `number`-th revision (1 is the first), or None. Given the count, a recent one is read from the newest
+    end (an offset from there is short)."""
+    if number < 1 or (count is not None and number > count):
         return None
-    row = obj.history.select_related("history_user").order_by("history_id")[number - 1:number].first()
+    history = obj.history.select_related("history_user")
+    if count is not None and number > count // 2:
+        row = history.order_by("-history_id")[count - number:count - number + 1].first()
+    else:
+        row = history.order_by("history_id")[number - 1:number].first()
     if row is not None:
         row.number = number
     return row

@@ -6,15 +6,16 @@ import json
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from mlopsportal.lib.refusals import in_words
 
-from . import revisions, services
-from .forms import NOTE_MAX, form_class
+from ..serving.profile_import import ProfileImportError, profile_from_yaml
+from . import documents, revisions, services
+from .forms import NOTE_MAX, RevisionImportForm, bound_from, form_class
 from .impact import config_uses
 from .kinds import KINDS, ConfigKind
 
@@ -63,9 +64,24 @@ def _values(kind: ConfigKind, obj) -> list[tuple[str, str]]:
 
 def review_digest(kind: ConfigKind, form) -> str:
     """What was reviewed: the posted values, so a save after changing them is reviewed again."""
-    values = {name: form.cleaned_data.get(name) for name in kind.fields}
-    text = json.dumps(values, sort_keys=True, default=str)
+    values = {name: revisions.shown(form.cleaned_data.get(name)) for name in kind.fields}  # 0.50 and 0.5 alike
+    text = json.dumps(values, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _review(request, kind: ConfigKind, obj, form, *, base: int, status: int = 200, **extra):
+    """The edit page for a bound form: its errors, or the review of what saving it would change and reach."""
+    saved = copy.copy(obj)
+    before = revisions.values_of(kind, obj) if obj.pk is not None else {}
+    context = {"kind": kind, "obj": saved, "form": form, "base": base, **extra}
+    if not form.is_valid():  # validating puts the posted values on `obj`
+        return None, render(request, "deployments/configs/edit.html", context, status=400)
+    candidate = form.instance
+    changes = revisions.values_diff(kind, before, revisions.values_of(kind, candidate))
+    digest = review_digest(kind, form)
+    return (saved, changes, digest), render(request, "deployments/configs/edit.html", {
+        **context, "review": True, "changes": changes, "digest": digest,
+        "uses": config_uses(kind, saved, candidate) if saved.pk is not None else []}, status=status)
 
 
 @require_http_methods(["GET", "POST"])
@@ -82,25 +98,16 @@ def config_edit(request, slug, pk=None):
             "uses": config_uses(kind, obj) if pk else []})
     if pk is not None and _int(request.POST.get("base_revision")) != base:
         # Someone saved since this form was opened: saving it would silently undo their change.
-        latest = revisions.revision_by_number(obj, base)
+        latest = revisions.revision_by_number(obj, base, base)
         who = latest.history_user.get_username() if latest and latest.history_user else "someone"
         messages.error(request, f"{who} saved revision {base} since you opened this form: here are the values now; "
                                 f"make your change again.")
         return redirect("deployments:config_edit", slug=kind.slug, pk=obj.pk)
-    before = revisions.values_of(kind, obj) if pk is not None else {}
-    saved = copy.copy(obj)
-    form = Form(request.POST, instance=obj)  # validating puts the posted values on `obj`
-    context = {"kind": kind, "obj": saved, "form": form, "base": base}
-    if not form.is_valid():
-        return render(request, "deployments/configs/edit.html", context, status=400)
-    candidate = form.instance
-    changes = revisions.values_diff(kind, before, revisions.values_of(kind, candidate))
-    digest = review_digest(kind, form)
-    if request.POST.get("reviewed") != digest:
-        # First the review: what changes, and what it reaches. Saved only from here, with the same values.
-        return render(request, "deployments/configs/edit.html", {
-            **context, "review": True, "changes": changes, "digest": digest,
-            "uses": config_uses(kind, saved, candidate) if pk is not None else []})
+    form = Form(request.POST, instance=obj)
+    reviewed, page = _review(request, kind, obj, form, base=base)
+    if reviewed is None or request.POST.get("reviewed") != reviewed[2]:
+        return page  # errors, or first the review: saved only from there, with the same values
+    saved, changes, _ = reviewed
     if pk is not None and not changes:
         messages.info(request, "Nothing changed: no revision was written.")
         return redirect("deployments:config_detail", slug=kind.slug, pk=saved.pk)
@@ -116,7 +123,7 @@ def config_diff(request, slug, pk):
     count = revisions.revision_count(obj)
     b = _int(request.GET.get("b")) or count
     a = _int(request.GET.get("a")) or max(b - 1, 1)
-    old, new = revisions.revision_by_number(obj, a), revisions.revision_by_number(obj, b)
+    old, new = revisions.revision_by_number(obj, a, count), revisions.revision_by_number(obj, b, count)
     if old is None or new is None:
         raise Http404(f"This {kind.label.lower()} has revisions 1 to {count}.")
     return render(request, "deployments/configs/diff.html", {
@@ -128,7 +135,7 @@ def config_diff(request, slug, pk):
 def config_revert(request, slug, pk, number):
     kind = _kind(request, slug, "change")
     obj = get_object_or_404(kind.queryset(), pk=pk)
-    revision = revisions.revision_by_number(obj, number)
+    revision = revisions.revision_by_number(obj, number, revisions.revision_count(obj))
     if revision is None:
         raise Http404("No such revision.")
     note = " ".join(request.POST.get("note", "").split())[:NOTE_MAX]
@@ -144,3 +151,39 @@ def config_revert(request, slug, pk, number):
     messages.success(request, f"Reverted {kind.label.lower()} {obj} to revision {number}, as revision "
                               f"{revisions.revision_count(obj)}.")
     return redirect("deployments:config_detail", slug=kind.slug, pk=obj.pk)
+
+
+@require_GET
+def config_yaml(request, slug, pk):
+    """A deployment profile as Azure ML v2 online deployment YAML, to keep in git."""
+    kind = _kind(request, slug)
+    if kind.slug != "profiles":
+        raise Http404("YAML export is for deployment profiles.")
+    obj = get_object_or_404(kind.queryset(), pk=pk)
+    response = HttpResponse(documents.profile_yaml(obj, revisions.revision_count(obj)),
+                            content_type="application/yaml; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{obj.name}.yml"'
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+def config_import(request, slug, pk):
+    """A YAML (v2 online deployment, or a v1 AKS/ACI config) as the profile's next revision: its values fill the
+    edit form, which is reviewed and saved as an edit is."""
+    kind = _kind(request, slug, "change")
+    if kind.slug != "profiles":
+        raise Http404("YAML import is for deployment profiles.")
+    obj = get_object_or_404(kind.queryset(), pk=pk)
+    upload = RevisionImportForm(request.POST or None, request.FILES or None)
+    if request.method == "GET" or not upload.is_valid():
+        return render(request, "deployments/configs/import.html", {"kind": kind, "obj": obj, "upload": upload},
+                      status=400 if request.method == "POST" else 200)
+    try:
+        result = profile_from_yaml(upload.cleaned_data["yaml"])
+    except ProfileImportError as exc:
+        upload.add_error(None, str(exc))
+        return render(request, "deployments/configs/import.html", {"kind": kind, "obj": obj, "upload": upload},
+                      status=400)
+    form = bound_from(kind, obj, result.fields, note=f"Imported from {result.source}")
+    _, page = _review(request, kind, obj, form, base=revisions.revision_count(obj), imported=result)
+    return page

@@ -303,3 +303,67 @@ def test_unknown_kind_and_revision_are_not_found(admin_client_, profile):
     assert admin_client_.get(reverse("deployments:config_diff", args=["profiles", profile.pk]) + "?a=1&b=99"
                              ).status_code == 404
     assert admin_client_.get(reverse("deployments:config_create", args=["endpoints"])).status_code == 404
+
+
+def _review_digest(page) -> str:
+    return re.search(r'name="reviewed" value="([0-9a-f]+)"', page.content.decode()).group(1)
+
+
+def test_yaml_out_and_back_in_as_a_new_revision(admin_client_, admin_user, profile):
+    import yaml
+
+    profile.autoscale_enabled, profile.min_instances, profile.max_instances = True, 1, 4
+    profile._change_reason = "autoscale"
+    profile.save()
+    exported = admin_client_.get(reverse("deployments:config_yaml", args=["profiles", profile.pk]))
+    assert exported["Content-Disposition"] == 'attachment; filename="small.yml"'
+    document = yaml.safe_load(exported.content)
+    assert document["scale_settings"] == {"type": "target_utilization", "min_instances": 1, "max_instances": 4,
+                                          "target_utilization_percentage": 70, "polling_interval": 1}
+    assert document["resources"] == {"requests": {"cpu": "0.5", "memory": "1G"}}
+
+    # Read back unchanged: nothing differs and every field maps.
+    url = reverse("deployments:config_import", args=["profiles", profile.pk])
+    same = admin_client_.post(url, {"text": exported.content.decode()})
+    assert same.status_code == 200 and same.context["changes"] == []
+    assert 'data-testid="not-imported"' not in same.content.decode()
+
+    # Edited in git: a larger timeout and one more instance at most.
+    document["request_settings"]["request_timeout_ms"] = 90_000
+    document["scale_settings"]["max_instances"] = 5
+    review = admin_client_.post(url, {"text": yaml.safe_dump(document)})
+    assert {c.field for c in review.context["changes"]} == {"request_timeout_ms", "max_instances"}
+    data = {**form_data("profiles", profile, request_timeout_ms=90_000, max_instances=5),
+            "note": "Imported from Azure ML v2 online deployment YAML", "reviewed": _review_digest(review)}
+    saved = admin_client_.post(reverse("deployments:config_edit", args=["profiles", profile.pk]), data)
+    assert saved.status_code == 302
+    profile.refresh_from_db()
+    assert (profile.request_timeout_ms, profile.max_instances) == (90_000, 5)
+    assert profile.history.latest().history_user == admin_user
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("instance_count: 2\nrequest_settings:\n  request_timeout_ms: [1, 2\n", "line 4, column 1"),
+    ("a: &a [1, 2]\nb: &b [*a, *a]\nc: [*b, *b]\ninstance_count: 1\n", "anchors (&amp;name) are not accepted"),
+    ("instance_count: 2\nscale_settings:\n  type: sometimes\n", "scale_settings.type (line 3)"),
+    ("hello: world\n", "Not a deployment config"),
+])
+def test_bad_yaml_is_refused_with_the_line_and_nothing_changes(admin_client_, profile, text, words):
+    before = profile.history.count()
+    page = admin_client_.post(reverse("deployments:config_import", args=["profiles", profile.pk]), {"text": text})
+    assert page.status_code == 400 and words in page.content.decode(), page.content.decode()[-2000:]
+    assert profile.history.count() == before
+
+
+def test_yaml_over_the_limits_is_refused_on_the_field(admin_client_, on_azure):
+    text = "instance_count: 1\nresources:\n  requests:\n    cpu: '3'\n    memory: 1G\n"
+    page = admin_client_.post(reverse("deployments:config_import", args=["profiles", on_azure.pk]), {"text": text})
+    assert page.status_code == 400 and "cpu_request" in page.context["form"].errors
+
+
+def test_managers_download_yaml_and_cannot_import(manager_client, profile):
+    assert manager_client.get(reverse("deployments:config_yaml", args=["profiles", profile.pk])).status_code == 200
+    url = reverse("deployments:config_import", args=["profiles", profile.pk])
+    assert manager_client.post(url, {"text": "instance_count: 3\n"}).status_code == 403
+    profile.refresh_from_db()
+    assert profile.instance_count == 1
