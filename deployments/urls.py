@@ -10,6 +10,7 @@ urlpatterns = [
     path("endpoints/<str:name>/", views.endpoint_detail, name="endpoint_detail"),
     path("endpoints/<str:name>/releases/", views.endpoint_releases, name="endpoint_releases"),
     path("endpoints/<str:name>/drift/", views.endpoint_drift, name="endpoint_drift"),
+    path("endpoints/<str:name>/rollout/", promotion_views.endpoint_config_rollout, name="endpoint_config_rollout"),
     path("releases/", views.releases_as_of, name="releases_as_of"),
     path("endpoints/<str:name>/key/", views.endpoint_key, name="endpoint_key"),
     path("endpoints/<str:name>/try/", views.endpoint_try, name="endpoint_try"),

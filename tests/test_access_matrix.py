@@ -196,6 +196,10 @@ ACTIONS = [
                       "model": w.model.pk}, FORBIDDEN, FORBIDDEN, ALLOWED),
     Action("deployments:config_revert", "-", lambda w: ["stress-profiles", w.stress_profile.pk, 1], _config_revert,
            FORBIDDEN, FORBIDDEN, ALLOWED),
+    # A config rollout is a promotion of the serving version with the profile's new settings: admins start it.
+    Action("deployments:endpoint_config_rollout", "production", lambda w: [w.prod.name],
+           lambda w: {"staging_endpoint": w.staging.pk, "stress_profile": w.stress_profile.pk, "reason": "settings"},
+           FORBIDDEN, FORBIDDEN, ALLOWED),
     # A YAML read into the profile is only reviewed here: it is saved through config_edit.
     Action("deployments:config_import", "-", lambda w: ["profiles", w.prod.profile.pk],
            lambda w: {"text": "instance_count: 3\n"}, FORBIDDEN, FORBIDDEN, ALLOWED, changes=False),

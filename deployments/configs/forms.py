@@ -22,6 +22,12 @@ class ConfigForm(forms.ModelForm):
     note = forms.CharField(max_length=NOTE_MAX, label="Change note", widget=forms.TextInput(attrs={"size": 60}),
                            help_text="Why this change: kept with the revision and in the audit log.")
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            if isinstance(field.widget, forms.Textarea):
+                field.widget.attrs.update(rows=3, spellcheck="false")
+
     def clean_note(self):
         note = " ".join(self.cleaned_data["note"].split())
         if not any(ch.isalnum() for ch in note):

@@ -4,7 +4,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from .serving import Deployment, Endpoint
+from .serving import Deployment, DeploymentProfile, Endpoint
 from .verification import StressProfile
 
 
@@ -19,11 +19,20 @@ class Promotion(models.Model):
 
     ACTIVE = (State.RUNNING, State.AWAITING_APPROVAL)
 
+    class Kind(models.TextChoices):
+        VERSION = "version", "Version promotion"
+        CONFIG = "config", "Config rollout"
+
     version = models.ForeignKey("models_registry.ModelVersion", on_delete=models.PROTECT, related_name="promotions")
     staging_endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="+")
     production_endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="promotions")
     stress_profile = models.ForeignKey(StressProfile, null=True, on_delete=models.SET_NULL, related_name="+")
     reason = models.TextField(blank=True, help_text="Why this version should serve production.")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.VERSION,
+                            help_text="A new version, or the version serving now with its profile's new settings.")
+    profile_revision = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="A config rollout: the production profile's revision (history id) it "
+                                         "deploys, pinned when it started.")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING, db_index=True)
     failure_reason = models.TextField(blank=True)
@@ -55,7 +64,16 @@ class Promotion(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.kind == self.Kind.CONFIG:
+            return f"config rollout #{self.pk}: {self.version} to {self.production_endpoint.name}"
         return f"promotion #{self.pk}: {self.version} to {self.production_endpoint.name}"
+
+    def pinned_settings(self) -> dict | None:
+        """A config rollout's serving settings: those of the profile revision it started with."""
+        if self.profile_revision is None:
+            return None
+        row = DeploymentProfile.history.filter(history_id=self.profile_revision).first()
+        return row.instance.serving_settings() if row is not None else None
 
     def get_absolute_url(self) -> str:
         return reverse("deployments:promotion_detail", args=[self.pk])

@@ -18,6 +18,7 @@ class ReleaseEvent(models.Model):
         REMOVED = "removed", "Deployment removed"
         TRAFFIC = "traffic", "Traffic changed"
         ROLLBACK = "rollback", "Rolled back"
+        CONFIG = "config", "Configuration applied"
 
     endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="release_events")
     at = models.DateTimeField(default=timezone.now)

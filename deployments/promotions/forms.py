@@ -25,3 +25,20 @@ class PromoteForm(forms.Form):
 class DecisionForm(forms.Form):
     decision = forms.ChoiceField(choices=[("approve", "Approve"), ("reject", "Reject")])
     comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
+
+
+class ConfigRolloutForm(forms.Form):
+    staging_endpoint = forms.ModelChoiceField(queryset=Endpoint.objects.filter(stage=Endpoint.Stage.STAGING),
+                                              help_text="Where the new settings are tested first.")
+    stress_profile = forms.ModelChoiceField(queryset=StressProfile.objects.none(),
+                                            help_text="The load the new settings must carry, and its thresholds.")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000,
+                             help_text="Why production should run with these settings; approvers read it.")
+
+    def __init__(self, *args, model, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["stress_profile"].queryset = StressProfile.objects.filter(model=model)
+        for name in ("staging_endpoint", "stress_profile"):
+            choices = self.fields[name].queryset
+            if choices.count() == 1:
+                self.fields[name].initial = choices.first().pk

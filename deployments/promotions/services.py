@@ -38,11 +38,13 @@ from notifications.services import notify, users_who_may
 
 from ..models import (
     Deployment,
+    DeploymentProfile,
     Endpoint,
     FunctionalTestCase,
     FunctionalTestRun,
     Promotion,
     PromotionStep,
+    ReleaseEvent,
     StressProfile,
     StressRun,
     TestOutcome,
@@ -77,9 +79,14 @@ def fail(detail):
 
 # --- starting and deciding ----------------------------------------------------------------------------------------
 def promotion_start(*, version, production_endpoint: Endpoint, staging_endpoint: Endpoint,
-                    stress_profile: StressProfile | None, reason: str, actor) -> Promotion:
+                    stress_profile: StressProfile | None, reason: str, actor, profile_revision: int | None = None,
+                    pinned: dict | None = None) -> Promotion:
     """Create the promotion and queue its first step. Raises ValidationError with a clear message when refused,
-    QueueUnavailable (with the promotion marked failed, saying so) when the task queue cannot take it."""
+    QueueUnavailable (with the promotion marked failed, saying so) when the task queue cannot take it.
+
+    With `profile_revision` (and its settings, `pinned`) it is a config rollout: both its deployments run with
+    those settings, whatever the endpoints' profiles say by then."""
+    kind = Promotion.Kind.CONFIG if profile_revision is not None else Promotion.Kind.VERSION
     errors = []
     if production_endpoint.stage != Endpoint.Stage.PRODUCTION:
         errors.append(f"{production_endpoint.name} is not a production endpoint.")
@@ -88,11 +95,12 @@ def promotion_start(*, version, production_endpoint: Endpoint, staging_endpoint:
     if stress_profile is not None and stress_profile.model_id != version.model_id:
         errors.append(f"Stress profile {stress_profile.name} belongs to another model.")
     if not errors:  # what the platform would refuse later, refused now
-        errors += serving.endpoint_profile_problems(staging_endpoint)
-        errors += serving.endpoint_profile_problems(production_endpoint)
+        errors += serving.endpoint_profile_problems(staging_endpoint, pinned)
+        errors += serving.endpoint_profile_problems(production_endpoint, pinned)
     if errors:
         raise ValidationError(errors)
-    steps = [("validate", "Validate"), ("deploy_staging", f"Deploy to {staging_endpoint.name}"),
+    with_what = " with the new settings" if kind == Promotion.Kind.CONFIG else ""
+    steps = [("validate", "Validate"), ("deploy_staging", f"Deploy to {staging_endpoint.name}{with_what}"),
              ("functional", "Functional tests"), ("stress", "Stress test"), ("approval", "Approval"),
              ("deploy_production", f"Deploy to {production_endpoint.name} beside the serving deployment")]
     traffic_steps = production_endpoint.traffic_step_list()
@@ -103,7 +111,8 @@ def promotion_start(*, version, production_endpoint: Endpoint, staging_endpoint:
         with transaction.atomic():
             promotion = Promotion.objects.create(
                 version=version, production_endpoint=production_endpoint, staging_endpoint=staging_endpoint,
-                stress_profile=stress_profile, reason=reason, requested_by=actor,
+                stress_profile=stress_profile, reason=reason, requested_by=actor, kind=kind,
+                profile_revision=profile_revision,
                 approval_required=production_endpoint.approval_required, traffic_steps=traffic_steps)
             PromotionStep.objects.bulk_create([
                 PromotionStep(promotion=promotion, position=i, kind=kind, label=label, percent=percent,
@@ -111,7 +120,10 @@ def promotion_start(*, version, production_endpoint: Endpoint, staging_endpoint:
                               else Step.PENDING)
                 for i, (kind, label, percent) in enumerate(steps)])
             audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=promotion,
-                         summary=f"asked to promote {version} to {production_endpoint.name}",
+                         summary=(f"asked to roll out profile {production_endpoint.profile} (revision "
+                                  f"{_revision_number(profile_revision)}) to {production_endpoint.name}, serving "
+                                  f"{version}") if kind == Promotion.Kind.CONFIG
+                         else f"asked to promote {version} to {production_endpoint.name}",
                          changes=status_change("state", None, promotion.state))
             enqueue(ADVANCE, promotion.pk, unavailable=lambda message: _not_started(promotion, message))
     except IntegrityError:
@@ -120,6 +132,34 @@ def promotion_start(*, version, production_endpoint: Endpoint, staging_endpoint:
         raise ValidationError(f"{running or 'Another promotion'} is still in progress on "
                               f"{production_endpoint.name}; wait for it to finish.") from None
     return promotion
+
+
+def _revision_number(history_id: int | None) -> int | None:
+    row = DeploymentProfile.history.filter(history_id=history_id).values_list("id", flat=True).first()
+    if row is None:
+        return None
+    return DeploymentProfile.history.filter(id=row, history_id__lte=history_id).count()
+
+
+def config_rollout_start(*, production_endpoint: Endpoint, staging_endpoint: Endpoint,
+                         stress_profile: StressProfile | None, reason: str, actor) -> Promotion:
+    """Bring the production endpoint's profile, as it is now, to production: the version serving it is deployed
+    again with the profile's settings, through every gate of a promotion (staging, functional, stress, approval,
+    blue/green), and can be rolled back like one. Refused when nothing serves, or it already runs those settings."""
+    serving_now = max(production_endpoint.deployments.filter(status__in=Deployment.LIVE, traffic__gt=0),
+                      key=lambda d: d.traffic, default=None)
+    if serving_now is None:
+        raise ValidationError(f"Nothing serves {production_endpoint.name}: promote a version first; it deploys "
+                              f"with the profile as it is.")
+    profile = production_endpoint.profile
+    revision = profile.history.order_by("-history_id").first()
+    pinned = revision.instance.serving_settings()
+    if serving_now.serving_settings == pinned:
+        raise ValidationError(f"{serving_now} already runs with profile {profile} as it is now (revision "
+                              f"{profile.history.count()}): there is nothing to roll out.")
+    return promotion_start(version=serving_now.model_version, production_endpoint=production_endpoint,
+                           staging_endpoint=staging_endpoint, stress_profile=stress_profile, reason=reason,
+                           actor=actor, profile_revision=revision.history_id, pinned=pinned)
 
 
 def _not_started(promotion: Promotion, message: str) -> None:
@@ -385,12 +425,18 @@ def _wait_for_deployment(promotion: Promotion, field: str, endpoint: Endpoint, n
     deployment = getattr(promotion, field)
     if deployment is None:
         existing = endpoint.deployments.filter(name=name).exclude(status=Deployment.Status.DELETED).first()
-        if existing is not None and existing.model_version_id == promotion.version_id:
+        if existing is not None and existing.model_version_id == promotion.version_id and \
+                existing.created_at >= promotion.created_at and existing.profile_revision == (
+                    promotion.profile_revision or existing.profile_revision):
             deployment = existing  # created before a crash
         else:
+            pinned = promotion.pinned_settings()
+            if promotion.kind == Promotion.Kind.CONFIG and pinned is None:
+                return fail("The profile revision this rollout started with is gone.")
             deployment = serving.deployment_create(endpoint=endpoint, version=promotion.version, name=name,
                                                    actor=promotion.requested_by, start=False, why=f"for {promotion}",
-                                                   promotion=promotion)
+                                                   promotion=promotion, settings=pinned,
+                                                   profile_revision=promotion.profile_revision)
         Promotion.objects.filter(pk=promotion.pk).update(**{field: deployment})
         setattr(promotion, field, deployment)
     if deployment.status == Deployment.Status.CREATING:
@@ -533,6 +579,13 @@ def _finish(promotion: Promotion, step: PromotionStep) -> Outcome:
                          target=promotion.production_endpoint,
                          summary=f"{promotion.version} now serves {promotion.production_endpoint.name} "
                                  f"({promotion})")
+            if promotion.kind == Promotion.Kind.CONFIG:
+                endpoint = promotion.production_endpoint
+                serving.release_record(
+                    endpoint=endpoint, kind=ReleaseEvent.Kind.CONFIG, actor=promotion.requested_by,
+                    deployment=promotion.production_deployment, promotion=promotion,
+                    summary=f"profile {endpoint.profile} revision {_revision_number(promotion.profile_revision)} "
+                            f"applied: {promotion.production_deployment} serves {promotion.version} with it")
     runs_stop(promotion_ids=[promotion.pk])
     served_before = any(promotion.previous_traffic.values()) if promotion.previous_traffic else False
     return done(f"{promotion.version} serves {promotion.production_endpoint.name} as "

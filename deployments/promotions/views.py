@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from mlopsportal.lib.forms import form_errors_text
@@ -17,9 +17,10 @@ from mlopsportal.lib.queue import QueueUnavailable
 from mlopsportal.lib.refusals import in_words
 from models_registry.models import ModelVersion
 
-from ..models import Promotion
+from ..models import Deployment, Endpoint, Promotion
+from ..serving import drift
 from . import selectors, services
-from .forms import DecisionForm, PromoteForm
+from .forms import ConfigRolloutForm, DecisionForm, PromoteForm
 
 
 @require_POST
@@ -41,6 +42,34 @@ def version_promote(request, name, version):
         return redirect(version)
     messages.success(request, f"Started {promotion}.")
     return redirect(promotion)
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required(["deployments.add_promotion", "deployments.change_deploymentprofile"], raise_exception=True)
+def endpoint_config_rollout(request, name):
+    """Roll the production endpoint's profile, as it is now, out to production: the serving version deployed again
+    with it, through every gate of a promotion."""
+    endpoint = get_object_or_404(Endpoint.objects.select_related("profile"), name=name,
+                                 stage=Endpoint.Stage.PRODUCTION)
+    serving_now = max(endpoint.deployments.filter(status__in=Deployment.LIVE, traffic__gt=0)
+                      .select_related("model_version__model"), key=lambda d: d.traffic, default=None)
+    model = serving_now.model_version.model if serving_now else None
+    form = ConfigRolloutForm(request.POST or None, model=model)
+    if request.method == "POST" and serving_now is not None and form.is_valid():
+        data = form.cleaned_data
+        try:
+            promotion = services.config_rollout_start(
+                production_endpoint=endpoint, staging_endpoint=data["staging_endpoint"],
+                stress_profile=data["stress_profile"], reason=data["reason"], actor=request.user)
+        except (ValidationError, QueueUnavailable) as exc:
+            messages.error(request, in_words(exc))
+        else:
+            messages.success(request, f"Started {promotion}.")
+            return redirect(promotion)
+    drifts = [d for d in drift.endpoint_drift(endpoint, ask_platform=False) if d.deployment == serving_now]
+    return render(request, "deployments/config_rollout.html", {
+        "endpoint": endpoint, "serving": serving_now, "form": form, "drift": drifts[0] if drifts else None},
+        status=400 if request.method == "POST" else 200)
 
 
 @require_GET

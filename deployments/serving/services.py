@@ -205,7 +205,8 @@ def _profile_revision(profile: DeploymentProfile) -> int | None:
 
 
 def deployment_create(*, endpoint: Endpoint, version: ModelVersion, name: str, actor, start: bool = True,
-                      why: str = "", promotion: Promotion | None = None) -> Deployment:
+                      why: str = "", promotion: Promotion | None = None, settings: dict | None = None,
+                      profile_revision: int | None = None) -> Deployment:
     """A new deployment of `version` on `endpoint`, with no traffic. Raises ValidationError on bad input, and on a
     production endpoint unless `promotion` (running, and targeting it) is the one deploying.
 
@@ -214,9 +215,11 @@ def deployment_create(*, endpoint: Endpoint, version: ModelVersion, name: str, a
     _production_guard(endpoint, promotion=promotion, doing=f"deploying {version} there")
     if endpoint.stage == Endpoint.Stage.PRODUCTION and promotion.state != Promotion.State.RUNNING:
         raise ValidationError(f"{promotion} is {promotion.get_state_display().lower()}: it deploys nothing more.")
+    # A config rollout pins the settings (of one profile revision) it deploys, on staging and production alike.
     deployment = Deployment(endpoint=endpoint, name=name, model_version=version,
-                            serving_settings=endpoint.profile.serving_settings(),
-                            profile_revision=_profile_revision(endpoint.profile), created_by=actor)
+                            serving_settings=settings if settings is not None else endpoint.profile.serving_settings(),
+                            profile_revision=profile_revision if settings is not None
+                            else _profile_revision(endpoint.profile), created_by=actor)
     # The name check is ours (the constraint's own message names the constraint), and the database's constraint
     # catches the race of two requests with one name.
     deployment.full_clean(exclude=["backend_ref", "scoring_url"], validate_constraints=False)
@@ -776,13 +779,14 @@ def endpoint_gone(*, endpoint: Endpoint, summary: str) -> None:
 def rollback_target(live: list[Deployment]) -> tuple[Deployment, Deployment] | None:
     """(the deployment serving most traffic now, the one a rollback sends all traffic to: the newest healthy one that
     serves an older version), or None when there is nothing older to go back to. Never forward: once rolled back, the
-    newer version serves again only through a promotion. `live`: an endpoint's live deployments."""
+    newer version serves again only through a promotion. `live`: an endpoint's live deployments. Of one version, the
+    deployment made earlier is the older (a config rollout deploys the serving version again with new settings)."""
     current = max(live, key=lambda d: d.traffic, default=None)
     if current is None or not current.traffic:
         return None
 
     def age(deployment: Deployment):
-        return deployment.model_version.created_at, deployment.model_version_id
+        return deployment.model_version.created_at, deployment.model_version_id, deployment.created_at, deployment.pk
 
     older = [d for d in live if d is not current and d.status == Status.HEALTHY and age(d) < age(current)]
     if not older:
