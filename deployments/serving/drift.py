@@ -25,6 +25,30 @@ class SettingRow:
     made_from: object
     now: object
 
+    def shown(self, which: str) -> str:
+        value = getattr(self, which)
+        if value is None or value == "":
+            return "—"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    @property
+    def reported_shown(self) -> str:
+        return self.shown("reported")
+
+    @property
+    def deployed_shown(self) -> str:
+        return self.shown("deployed")
+
+    @property
+    def made_from_shown(self) -> str:
+        return self.shown("made_from")
+
+    @property
+    def now_shown(self) -> str:
+        return self.shown("now")
+
     @property
     def platform_differs(self) -> bool:
         """Changed on the platform since it was deployed (outside the portal)."""

@@ -43,6 +43,7 @@ def _endpoint_context(request, endpoint, **extra):
         "traffic_form": extra.pop("traffic_form", None) or TrafficForm(deployments=live),
         "try_form": extra.pop("try_form", None) or TryItForm(endpoint=endpoint),
         "notes": get_backend().serving_notes(endpoint.profile.serving_settings()),
+        "profile_now": endpoint.profile.serving_settings(),
         "events": audit_events_for(endpoint, *deployments),
         "can_edit_traffic": endpoint.stage == Endpoint.Stage.STAGING
         and request.user.has_perm("deployments.change_deployment"),
@@ -61,7 +62,7 @@ def endpoint_detail(request, name):
         pending = endpoint.traffic_pending()
         response = render(request, "deployments/endpoint_detail.html#deployments-table",
                           {"endpoint": endpoint, "deployments": deployments, "busy": busy,
-                           "traffic_pending": pending})
+                           "traffic_pending": pending, "profile_now": endpoint.profile.serving_settings()})
         if not busy and not pending:  # settled: stop polling, and show the whole page once more (traffic form,
             # rollback)
             response.status_code = HttpResponseStopPolling.status_code

@@ -367,3 +367,15 @@ def test_managers_download_yaml_and_cannot_import(manager_client, profile):
     assert manager_client.post(url, {"text": "instance_count: 3\n"}).status_code == 403
     profile.refresh_from_db()
     assert profile.instance_count == 1
+
+
+def test_the_endpoint_page_flags_deployments_made_before_a_profile_edit(admin_client_, engineer, profile):
+    from tests.deployments.test_releases import _adopt
+
+    model = make_model(engineer, name="titanic", versions=1)
+    endpoint = profile.endpoints.get()
+    _adopt(endpoint, "blue", model.versions.get())  # made with the profile as it is
+    url = reverse("deployments:endpoint_detail", args=[endpoint.name])
+    assert 'data-testid="profile-drift-blue"' not in admin_client_.get(url).content.decode()
+    post_edit(admin_client_, "profiles", profile, instance_count=2)
+    assert 'data-testid="profile-drift-blue"' in admin_client_.get(url).content.decode()
