@@ -255,6 +255,18 @@ def browser_page():
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
+def look(page, name: str) -> None:
+    """Screenshots of the page at 1366 px and 390 px wide (test-artifacts/<name>-<width>.png); at 390 the page itself
+    must not scroll sideways (tables scroll inside their cards)."""
+    page.set_viewport_size({"width": 1366, "height": 900})
+    page.screenshot(path=str(ARTIFACTS / f"{name}-1366.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(ARTIFACTS / f"{name}-390.png"), full_page=True)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"{name} is {width} px wide at 390 px"
+    page.set_viewport_size({"width": 1366, "height": 900})
+
+
 def running_promotion(production, version, actor):
     """A running promotion to `production`: what tests pass as `promotion=` to set production up the way the
     pipeline would (production changes only through a promotion or a rollback)."""

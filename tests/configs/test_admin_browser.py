@@ -6,7 +6,7 @@ import pytest
 
 from deployments.models import DeploymentProfile
 from deployments.serving import services
-from tests.conftest import ARTIFACTS, PASSWORD
+from tests.conftest import PASSWORD, look
 from tests.deployments.test_releases import _adopt
 from tests.models_registry.factories import make_model
 
@@ -22,13 +22,7 @@ def _sign_in(page, base, user):
 
 
 def _look(page, name: str):
-    page.set_viewport_size({"width": 1366, "height": 900})
-    page.screenshot(path=str(ARTIFACTS / f"admin-{name}-1366.png"), full_page=True)
-    page.set_viewport_size({"width": 390, "height": 844})
-    page.screenshot(path=str(ARTIFACTS / f"admin-{name}-390.png"), full_page=True)
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= 390, f"{name} is {width} px wide at 390 px"
-    page.set_viewport_size({"width": 1366, "height": 900})
+    look(page, f"admin-{name}")
 
 
 def test_admin_edits_reviews_reverts_and_a_manager_reads(live_server, browser_page, admin_user, manager, engineer):

@@ -15,7 +15,8 @@ from deployments.serving.releases import as_of_link
 from deployments.serving.services import endpoint_create
 from models_registry.models import ModelVersion
 from notifications.models import Delivery, Event, NotificationSettings
-from tests.conftest import ARTIFACTS, PASSWORD, wait_for
+from tests.conftest import PASSWORD, wait_for
+from tests.conftest import look as look_at
 from tests.test_notifications import Receiver
 
 from .conftest import make_version, titanic_trained_once
@@ -72,14 +73,7 @@ def test_manager_approves_from_the_inbox_then_reviews_history(live_server, worke
     assert _settled(second, {"awaiting", "failed"}).state == "awaiting"
 
     def look(name: str):
-        """Screenshots at 1366 px and 390 px; at 390 the page itself must not scroll sideways."""
-        page.set_viewport_size({"width": 1366, "height": 900})
-        page.screenshot(path=str(ARTIFACTS / f"manager-{name}-1366.png"), full_page=True)
-        page.set_viewport_size({"width": 390, "height": 844})
-        page.screenshot(path=str(ARTIFACTS / f"manager-{name}-390.png"), full_page=True)
-        width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= 390, f"{name} is {width} px wide at 390 px"
-        page.set_viewport_size({"width": 1366, "height": 900})
+        look_at(page, f"manager-{name}")
 
     page.goto(f"{base}/accounts/login/")
     page.fill("input[name=username]", manager.username)
