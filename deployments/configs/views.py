@@ -155,31 +155,30 @@ def config_revert(request, slug, pk, number):
 
 @require_GET
 def config_yaml(request, slug, pk):
-    """A deployment profile as Azure ML v2 online deployment YAML, to keep in git."""
+    """A configuration as YAML, to keep in git: a profile as Azure ML v2 online deployment YAML, an endpoint with its
+    whole setup."""
     kind = _kind(request, slug)
-    if kind.slug != "profiles":
-        raise Http404("YAML export is for deployment profiles.")
     obj = get_object_or_404(kind.queryset(), pk=pk)
-    response = HttpResponse(documents.profile_yaml(obj, revisions.revision_count(obj)),
+    response = HttpResponse(documents.config_yaml(kind, obj, revisions.revision_count(obj)),
                             content_type="application/yaml; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{obj.name}.yml"'
+    filename = obj.name if kind.slug in ("profiles", "endpoints") else f"{kind.slug}-{obj.pk}"
+    response["Content-Disposition"] = f'attachment; filename="{filename}.yml"'
     return response
 
 
 @require_http_methods(["GET", "POST"])
 def config_import(request, slug, pk):
-    """A YAML (v2 online deployment, or a v1 AKS/ACI config) as the profile's next revision: its values fill the
-    edit form, which is reviewed and saved as an edit is."""
+    """A YAML as the configuration's next revision (for a profile: v2 online deployment YAML, or a v1 AKS/ACI
+    config): its values fill the edit form, which is reviewed and saved as an edit is."""
     kind = _kind(request, slug, "change")
-    if kind.slug != "profiles":
-        raise Http404("YAML import is for deployment profiles.")
     obj = get_object_or_404(kind.queryset(), pk=pk)
     upload = RevisionImportForm(request.POST or None, request.FILES or None)
     if request.method == "GET" or not upload.is_valid():
         return render(request, "deployments/configs/import.html", {"kind": kind, "obj": obj, "upload": upload},
                       status=400 if request.method == "POST" else 200)
     try:
-        result = profile_from_yaml(upload.cleaned_data["yaml"])
+        text = upload.cleaned_data["yaml"]
+        result = profile_from_yaml(text) if kind.slug == "profiles" else documents.config_from_yaml(kind, text)
     except ProfileImportError as exc:
         upload.add_error(None, str(exc))
         return render(request, "deployments/configs/import.html", {"kind": kind, "obj": obj, "upload": upload},

@@ -113,6 +113,12 @@ def _tree(text: str):
     return data, lines
 
 
+def yaml_tree(text: str):
+    """Any configuration YAML, read within the same bounds: (its values, the line of every key path). Raises
+    ProfileImportError with the line at fault."""
+    return _tree(text)
+
+
 class _Reader:
     def __init__(self, data: dict, lines: dict[str, int], result: ImportResult):
         self.data, self.lines, self.result = data, lines, result

@@ -379,3 +379,54 @@ def test_the_endpoint_page_flags_deployments_made_before_a_profile_edit(admin_cl
     assert 'data-testid="profile-drift-blue"' not in admin_client_.get(url).content.decode()
     post_edit(admin_client_, "profiles", profile, instance_count=2)
     assert 'data-testid="profile-drift-blue"' in admin_client_.get(url).content.decode()
+
+
+def _read_into(client, slug, obj, text):
+    return client.post(reverse("deployments:config_import", args=[slug, obj.pk]), {"text": text})
+
+
+def test_stress_profile_yaml_round_trip_and_refusals(admin_client_, stress):
+    import yaml
+
+    exported = admin_client_.get(reverse("deployments:config_yaml", args=["stress-profiles", stress.pk]))
+    document = yaml.safe_load(exported.content)
+    assert document == {"model": "titanic", "name": "default", "concurrency": 8, "duration_seconds": 10,
+                        "request_count": None, "payloads": [{"a": 1}], "p95_ms_max": None, "error_rate_max": 0.0,
+                        "min_rps": None, "shards": 1}
+    same = _read_into(admin_client_, "stress-profiles", stress, exported.content.decode())
+    assert same.status_code == 200 and same.context["changes"] == []
+
+    document.update(concurrency=16, p95_ms_max=250, colour="blue")
+    review = _read_into(admin_client_, "stress-profiles", stress, yaml.safe_dump(document))
+    assert {c.field for c in review.context["changes"]} == {"concurrency", "p95_ms_max"}
+    assert "colour (line 1): not a setting of a stress profile" in review.content.decode()
+
+    before = stress.history.count()
+    for text, words in [("concurrency: 9000\n", "less than or equal to 512"),
+                        ("payloads: [.nan]\n", "NaN and infinities are not JSON"),
+                        ("model: nobody\n", "no registered model named"),
+                        ("concurrency: [1, 2]\n", "must be a single value"),
+                        ("name: x\nshards: 4\nconcurrency: 2\n", "no more shards")]:
+        page = _read_into(admin_client_, "stress-profiles", stress, text)
+        assert page.status_code == 400 and words in page.content.decode(), (text, page.content.decode()[-1500:])
+    assert stress.history.count() == before
+
+
+def test_functional_case_and_endpoint_policy_yaml(admin_client_, case, profile):
+    import yaml
+
+    exported = yaml.safe_load(admin_client_.get(reverse("deployments:config_yaml",
+                                                        args=["functional-tests", case.pk])).content)
+    assert exported["payload"] == {"Pclass": 1} and exported["model"] == "titanic"
+    page = _read_into(admin_client_, "functional-tests", case, "enabled: 'no'\n")
+    assert page.status_code == 400 and "must be true or false" in page.content.decode()
+
+    endpoint = profile.endpoints.get()
+    setup = yaml.safe_load(admin_client_.get(reverse("deployments:config_yaml",
+                                                     args=["endpoints", endpoint.pk])).content)
+    assert setup["traffic_steps"] == [10, 50, 100] and setup["profile"] == "small"
+    assert setup["setup"]["deployment_profile"]["name"] == "small"
+    review = _read_into(admin_client_, "endpoints", endpoint, "traffic_steps: [25, 100]\napproval_required: false\n")
+    assert {c.field for c in review.context["changes"]} == {"traffic_steps", "approval_required"}
+    refused = _read_into(admin_client_, "endpoints", endpoint, "traffic_steps: [50, 25]\n")
+    assert refused.status_code == 400 and "rise strictly" in refused.content.decode()
