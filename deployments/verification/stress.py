@@ -50,12 +50,18 @@ class Plan:
     request_count: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 30.0
+    # Open loop: requests start at this rate (per second, evenly spaced) whatever the answers' speed, with at most
+    # `concurrency` in flight; a request's latency counts from when it was due, so a server that falls behind
+    # shows its queue in the latencies (no coordinated omission). None: each user sends as soon as answered.
+    rate_rps: float | None = None
 
     def __post_init__(self):
         if not self.payloads:
             raise ValueError("a stress plan needs at least one payload")
         if (self.duration_s is None) == (self.request_count is None):
             raise ValueError("give either a duration or a request count")
+        if self.rate_rps is not None and not (0 < self.rate_rps <= 100_000):
+            raise ValueError("a request rate must be above 0 and at most 100,000 per second")
 
 
 @dataclass
@@ -190,6 +196,10 @@ async def run(plan: Plan) -> Result:
     by_status = result.by_status
     by_exception = result.by_exception
     clock = time.perf_counter_ns
+    slots = itertools.count()
+    first_ns = clock()
+    gap_ns = 1e9 / plan.rate_rps if plan.rate_rps else 0
+    deadline_ns = first_ns + plan.duration_s * 1e9 if plan.duration_s is not None else math.inf
 
     async def one_user() -> None:
         sender = client.sender()
@@ -202,7 +212,16 @@ async def run(plan: Plan) -> Result:
                 elif time.monotonic() >= deadline:
                     return
                 body = next(payloads)
-                start = clock()
+                if gap_ns:
+                    due = first_ns + int(next(slots) * gap_ns)
+                    if due >= deadline_ns:
+                        return
+                    wait_ns = due - clock()
+                    if wait_ns > 0:
+                        await asyncio.sleep(wait_ns / 1e9)
+                    start = due  # late because every user was busy: that wait is the server's queue
+                else:
+                    start = clock()
                 try:
                     status = (await sender.post(body)).status  # raises TimeoutError after plan.timeout_s
                     by_status[str(status)] += 1

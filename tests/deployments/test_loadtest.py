@@ -11,7 +11,8 @@ from deployments.verification import stress as loadtest
 
 @pytest.fixture(scope="module")
 def server():
-    """POST /ok answers after ~2 ms; /flaky answers 500 to every third request; /slow sleeps 50 ms."""
+    """POST /ok answers after ~2 ms; /flaky answers 500 to every third request; /slow sleeps 50 ms; /serial answers
+    one request at a time, 10 ms each."""
     state = {"n": 0}
 
     async def ok(request):
@@ -27,10 +28,19 @@ def server():
         await asyncio.sleep(0.05)
         return web.json_response({})
 
+    lock = asyncio.Lock()
+
+    async def serial(request):
+        await request.read()
+        async with lock:  # one at a time, about 10 ms each: about 100 req/s at most
+            await asyncio.sleep(0.01)
+        return web.json_response({"prediction": 1})
+
     app = web.Application()
     app.router.add_post("/ok", ok)
     app.router.add_post("/flaky", flaky)
     app.router.add_post("/slow", slow)
+    app.router.add_post("/serial", serial)
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(app)
     loop.run_until_complete(runner.setup())
@@ -100,3 +110,35 @@ def test_plan_needs_duration_or_count():
         loadtest.Plan(url="x", payloads=PAYLOADS, concurrency=1)
     with pytest.raises(ValueError):
         loadtest.Plan(url="x", payloads=[], concurrency=1, request_count=1)
+
+
+def test_rate_mode_sends_at_the_rate_and_counts_the_queue(server):
+    """Open loop: 100 req/s for 2 s is about 200 requests whatever the server's speed; against /slow (50 ms each)
+    with 2 in flight at most the server keeps up with 40/s only, and the latencies carry the growing queue."""
+    result = loadtest.run_blocking(loadtest.Plan(url=f"{server}/ok", payloads=PAYLOADS, concurrency=16,
+                                                 duration_s=2, rate_rps=100))
+    summary = result.summary()
+    assert 185 <= summary["requests"] <= 201 and summary["failures"] == 0, summary
+    assert summary["p95_ms"] < 50
+    behind = loadtest.run_blocking(loadtest.Plan(url=f"{server}/slow", payloads=PAYLOADS, concurrency=2,
+                                                 duration_s=2, rate_rps=100)).summary()
+    assert behind["requests"] <= 90  # at most 2 in flight of 50 ms: 40/s
+    assert behind["p95_ms"] > 500, behind  # the due time is long past when the last ones are sent
+    with pytest.raises(ValueError, match="request rate"):
+        loadtest.Plan(url=server, payloads=PAYLOADS, concurrency=1, duration_s=1, rate_rps=0)
+
+
+def test_capacity_search_finds_the_knee_and_the_sustained_rate_holds(server):
+    """/serial answers one request at a time in about 10 ms: it carries about 100 req/s. The search finds the knee
+    below that; a fixed load at what it says one instance sustains meets the SLO, and 1.3 times that does not."""
+    from deployments.verification import capacity
+
+    plan = loadtest.Plan(url=f"{server}/serial", payloads=PAYLOADS, concurrency=64, duration_s=1.5)
+    search = capacity.capacity_search(plan, p95_slo_ms=60, start_rps=20, growth=1.6)
+    assert search.knee is not None and search.first_miss is not None, search.steps
+    assert 45 <= search.knee_rps <= 105, search.steps
+    sustained = search.per_instance_rps
+    steady = capacity.measure(plan, sustained, p95_slo_ms=60, error_rate_max=0.01)
+    over = capacity.measure(plan, sustained * 1.3, p95_slo_ms=60, error_rate_max=0.01)
+    assert steady.met, (sustained, steady, search.steps)
+    assert not over.met and over.p95_ms > 60, (sustained, over, search.steps)
