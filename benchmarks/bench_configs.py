@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_pages import _pg_available, measure  # noqa: E402
+from benchmarks.bench_pages import configure_env, measure  # noqa: E402
 
 
 def fill(revisions: int):
@@ -71,11 +71,7 @@ def main() -> None:
     parser.add_argument("--revisions", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
-    if "DATABASE_URL" not in os.environ and _pg_available():
-        os.environ["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/mlops_bench"
-    os.environ.setdefault("MLOPS_DATA_DIR", "/tmp/mlops-bench")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "mlopsportal.settings"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    configure_env()
     os.environ["MLOPS_BACKEND"] = "local"
     import django
 

@@ -31,6 +31,15 @@ def _pg_available() -> bool:
         return False
 
 
+def configure_env() -> None:
+    """PostgreSQL on 127.0.0.1 when it answers (else SQLite), a scratch data folder, quiet logs."""
+    if "DATABASE_URL" not in os.environ and _pg_available():
+        os.environ["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/mlops_bench"
+    os.environ.setdefault("MLOPS_DATA_DIR", "/tmp/mlops-bench")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "mlopsportal.settings"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=int, default=200)
@@ -43,11 +52,7 @@ def main() -> None:
                         "print the top; ENDPOINT and MODEL in it stand for a production endpoint and its model")
     args = parser.parse_args()
 
-    if "DATABASE_URL" not in os.environ and _pg_available():
-        os.environ["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/mlops_bench"
-    os.environ.setdefault("MLOPS_DATA_DIR", "/tmp/mlops-bench")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "mlopsportal.settings"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    configure_env()
     import django
 
     django.setup()

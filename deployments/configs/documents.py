@@ -8,8 +8,9 @@ from decimal import Decimal
 import yaml
 from django.db import models
 
-from ..models import Deployment, DeploymentProfile, Endpoint, FunctionalTestCase, StressProfile
+from ..models import DeploymentProfile, Endpoint, FunctionalTestCase, StressProfile
 from ..serving.profile_import import ProfileImportError, excerpt, yaml_tree
+from ..serving.selectors import serving_deployment
 from .kinds import KINDS, ConfigKind
 
 KIND_FIELDS = {slug: kind.fields for slug, kind in KINDS.items()}
@@ -67,8 +68,7 @@ def config_document(kind: ConfigKind, obj) -> dict:
     document = {name: _plain(getattr(obj, name)) for name in kind.fields}
     if isinstance(obj, Endpoint):
         document["traffic_steps"] = obj.traffic_step_list()
-        serving = max(obj.deployments.filter(status__in=Deployment.LIVE).select_related("model_version__model"),
-                      key=lambda d: d.traffic, default=None)
+        serving = serving_deployment(obj)
         setup = {"stage": obj.stage, "auth_mode": "key" if obj.auth_enabled else "none",
                  "deployment_profile": {"name": obj.profile.name, **profile_document(obj.profile)}}
         if serving is not None:

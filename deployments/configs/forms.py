@@ -80,17 +80,23 @@ class RevisionImportForm(ProfileImportForm):
     name = None
 
 
-def bound_from(kind: ConfigKind, obj, values: dict, note: str) -> ConfigForm:
-    """The kind's form bound as if `obj` were posted with `values` changed: each rule applies as to an edit."""
+def post_data(kind: ConfigKind, obj, values: dict | None = None) -> dict:
+    """What the kind's form posts for `obj` (a JSON field as JSON text, a ticked box as "on", an unticked one left
+    out), with `values` in place of the row's own."""
     unbound = form_class(kind)(instance=obj)
-    data = {"note": note}
+    data = {}
     for name in unbound.fields:
         if name == "note":
             continue
-        value = values[name] if name in values else unbound[name].value()
+        value = values[name] if values and name in values else unbound[name].value()
         if isinstance(value, bool):
             if value:
                 data[name] = "on"
             continue
         data[name] = "" if value is None else str(value)
-    return form_class(kind)(data, instance=obj)
+    return data
+
+
+def bound_from(kind: ConfigKind, obj, values: dict, note: str) -> ConfigForm:
+    """The kind's form bound as if `obj` were posted with `values` changed: each rule applies as to an edit."""
+    return form_class(kind)({**post_data(kind, obj, values), "note": note}, instance=obj)

@@ -1,10 +1,11 @@
 """Reading a configuration's revisions (django-simple-history rows): a page of them, one by number, and the
 field-level difference between any two."""
-import json
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import models
+
+from mlopsportal.lib.display import shown
 
 from .kinds import ConfigKind
 
@@ -52,19 +53,6 @@ def revision_by_number(obj: models.Model, number: int, count: int | None = None)
     if row is not None:
         row.number = number
     return row
-
-
-def shown(value) -> str:
-    """A field's value as the pages show it."""
-    if value is None or value == "":
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, Decimal):
-        return f"{value.normalize():f}"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
 
 
 def revision_diff(kind: ConfigKind, old, new) -> list[FieldChange]:

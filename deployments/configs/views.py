@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from mlopsportal.lib.display import shown
 from mlopsportal.lib.refusals import in_words
 
 from ..serving.profile_import import ProfileImportError, profile_from_yaml
@@ -58,13 +59,13 @@ def config_detail(request, slug, pk):
 
 
 def _values(kind: ConfigKind, obj) -> list[tuple[str, str]]:
-    return [(kind.field_label(name), revisions.shown(value))
+    return [(kind.field_label(name), shown(value))
             for name, value in revisions.values_of(kind, obj).items()]
 
 
 def review_digest(kind: ConfigKind, form) -> str:
     """What was reviewed: the posted values, so a save after changing them is reviewed again."""
-    values = {name: revisions.shown(form.cleaned_data.get(name)) for name in kind.fields}  # 0.50 and 0.5 alike
+    values = {name: shown(form.cleaned_data.get(name)) for name in kind.fields}  # 0.50 and 0.5 alike
     text = json.dumps(values, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -80,6 +80,16 @@ class DeploymentProfile(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    @classmethod
+    def revision_number(cls, history_id: int | None, profile_id: int | None = None) -> int | None:
+        """The number (1 is the first) of the profile revision with this history id, or None; one query less when
+        the profile is known."""
+        if profile_id is None:
+            profile_id = cls.history.filter(history_id=history_id).values_list("id", flat=True).first()
+        if profile_id is None:
+            return None
+        return cls.history.filter(id=profile_id, history_id__lte=history_id).count()
+
     def serving_settings(self) -> dict:
         """The settings a backend receives: plain values, kept on each deployment as deployed."""
         return {

@@ -4,6 +4,13 @@ from django import forms
 from ..models import Endpoint, StressProfile
 
 
+def _preselect_only_choices(form: forms.Form) -> None:
+    """A choice of rows that has only one row starts chosen."""
+    for field in form.fields.values():
+        if isinstance(field, forms.ModelChoiceField) and field.queryset.count() == 1:
+            field.initial = field.queryset.first().pk
+
+
 class PromoteForm(forms.Form):
     production_endpoint = forms.ModelChoiceField(queryset=Endpoint.objects.filter(stage=Endpoint.Stage.PRODUCTION))
     staging_endpoint = forms.ModelChoiceField(queryset=Endpoint.objects.filter(stage=Endpoint.Stage.STAGING),
@@ -14,12 +21,8 @@ class PromoteForm(forms.Form):
 
     def __init__(self, *args, model, **kwargs):
         super().__init__(*args, **kwargs)
-        profiles = StressProfile.objects.filter(model=model)
-        self.fields["stress_profile"].queryset = profiles
-        for name in ("production_endpoint", "staging_endpoint", "stress_profile"):
-            choices = self.fields[name].queryset
-            if choices.count() == 1:
-                self.fields[name].initial = choices.first().pk
+        self.fields["stress_profile"].queryset = StressProfile.objects.filter(model=model)
+        _preselect_only_choices(self)
 
 
 class DecisionForm(forms.Form):
@@ -38,7 +41,4 @@ class ConfigRolloutForm(forms.Form):
     def __init__(self, *args, model, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["stress_profile"].queryset = StressProfile.objects.filter(model=model)
-        for name in ("staging_endpoint", "stress_profile"):
-            choices = self.fields[name].queryset
-            if choices.count() == 1:
-                self.fields[name].initial = choices.first().pk
+        _preselect_only_choices(self)

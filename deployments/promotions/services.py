@@ -49,6 +49,7 @@ from ..models import (
     StressRun,
     TestOutcome,
 )
+from ..serving import selectors as serving_selectors
 from ..serving import services as serving
 from ..verification import services as verification
 
@@ -121,7 +122,7 @@ def promotion_start(*, version, production_endpoint: Endpoint, staging_endpoint:
                 for i, (kind, label, percent) in enumerate(steps)])
             audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=promotion,
                          summary=(f"asked to roll out profile {production_endpoint.profile} (revision "
-                                  f"{_revision_number(profile_revision)}) to {production_endpoint.name}, serving "
+                                  f"{DeploymentProfile.revision_number(profile_revision)}) to {production_endpoint.name}, serving "
                                   f"{version}") if kind == Promotion.Kind.CONFIG
                          else f"asked to promote {version} to {production_endpoint.name}",
                          changes=status_change("state", None, promotion.state))
@@ -134,20 +135,12 @@ def promotion_start(*, version, production_endpoint: Endpoint, staging_endpoint:
     return promotion
 
 
-def _revision_number(history_id: int | None) -> int | None:
-    row = DeploymentProfile.history.filter(history_id=history_id).values_list("id", flat=True).first()
-    if row is None:
-        return None
-    return DeploymentProfile.history.filter(id=row, history_id__lte=history_id).count()
-
-
 def config_rollout_start(*, production_endpoint: Endpoint, staging_endpoint: Endpoint,
                          stress_profile: StressProfile | None, reason: str, actor) -> Promotion:
     """Bring the production endpoint's profile, as it is now, to production: the version serving it is deployed
     again with the profile's settings, through every gate of a promotion (staging, functional, stress, approval,
     blue/green), and can be rolled back like one. Refused when nothing serves, or it already runs those settings."""
-    serving_now = max(production_endpoint.deployments.filter(status__in=Deployment.LIVE, traffic__gt=0),
-                      key=lambda d: d.traffic, default=None)
+    serving_now = serving_selectors.serving_deployment(production_endpoint)
     if serving_now is None:
         raise ValidationError(f"Nothing serves {production_endpoint.name}: promote a version first; it deploys "
                               f"with the profile as it is.")
@@ -584,7 +577,7 @@ def _finish(promotion: Promotion, step: PromotionStep) -> Outcome:
                 serving.release_record(
                     endpoint=endpoint, kind=ReleaseEvent.Kind.CONFIG, actor=promotion.requested_by,
                     deployment=promotion.production_deployment, promotion=promotion,
-                    summary=f"profile {endpoint.profile} revision {_revision_number(promotion.profile_revision)} "
+                    summary=f"profile {endpoint.profile} revision {DeploymentProfile.revision_number(promotion.profile_revision)} "
                             f"applied: {promotion.production_deployment} serves {promotion.version} with it")
     runs_stop(promotion_ids=[promotion.pk])
     served_before = any(promotion.previous_traffic.values()) if promotion.previous_traffic else False

@@ -17,8 +17,9 @@ from mlopsportal.lib.queue import QueueUnavailable
 from mlopsportal.lib.refusals import in_words
 from models_registry.models import ModelVersion
 
-from ..models import Deployment, Endpoint, Promotion
+from ..models import Endpoint, Promotion
 from ..serving import drift
+from ..serving import selectors as serving_selectors
 from . import selectors, services
 from .forms import ConfigRolloutForm, DecisionForm, PromoteForm
 
@@ -51,8 +52,7 @@ def endpoint_config_rollout(request, name):
     with it, through every gate of a promotion."""
     endpoint = get_object_or_404(Endpoint.objects.select_related("profile"), name=name,
                                  stage=Endpoint.Stage.PRODUCTION)
-    serving_now = max(endpoint.deployments.filter(status__in=Deployment.LIVE, traffic__gt=0)
-                      .select_related("model_version__model"), key=lambda d: d.traffic, default=None)
+    serving_now = serving_selectors.serving_deployment(endpoint)
     model = serving_now.model_version.model if serving_now else None
     form = ConfigRolloutForm(request.POST or None, model=model)
     if request.method == "POST" and serving_now is not None and form.is_valid():

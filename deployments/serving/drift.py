@@ -3,6 +3,7 @@ deployed with, the profile revision those came from, and the profile as it is no
 from dataclasses import dataclass, field
 
 from mlopsportal.backends import BackendError, get_backend
+from mlopsportal.lib.display import shown
 
 from ..models import Deployment, DeploymentProfile, Endpoint
 
@@ -25,29 +26,10 @@ class SettingRow:
     made_from: object
     now: object
 
-    def shown(self, which: str) -> str:
-        value = getattr(self, which)
-        if value is None or value == "":
-            return "—"
-        if isinstance(value, bool):
-            return "yes" if value else "no"
-        return f"{value:g}" if isinstance(value, float) else str(value)
-
     @property
-    def reported_shown(self) -> str:
-        return self.shown("reported")
-
-    @property
-    def deployed_shown(self) -> str:
-        return self.shown("deployed")
-
-    @property
-    def made_from_shown(self) -> str:
-        return self.shown("made_from")
-
-    @property
-    def now_shown(self) -> str:
-        return self.shown("now")
+    def shown(self) -> dict[str, str]:
+        """Each column's value as the page shows it."""
+        return {column: shown(getattr(self, column)) for column in ("reported", "deployed", "made_from", "now")}
 
     @property
     def platform_differs(self) -> bool:
@@ -82,12 +64,6 @@ class DeploymentDrift:
         return [row for row in self.rows if row.profile_differs]
 
 
-def _number(profile_id: int, history_id: int | None) -> int | None:
-    if history_id is None:
-        return None
-    return DeploymentProfile.history.filter(id=profile_id, history_id__lte=history_id).count() or None
-
-
 def endpoint_drift(endpoint: Endpoint, *, ask_platform: bool = True) -> list[DeploymentDrift]:
     """One entry per live deployment. With `ask_platform`, one call per deployment to the backend (a platform
     that does not answer is said, not raised)."""
@@ -107,7 +83,7 @@ def endpoint_drift(endpoint: Endpoint, *, ask_platform: bool = True) -> list[Dep
             except BackendError as exc:
                 error = str(exc)
         deployed = deployment.serving_settings
-        drift = DeploymentDrift(deployment, _number(made_from.id, made_from.history_id) if made_from else None,
+        drift = DeploymentDrift(deployment, DeploymentProfile.revision_number(made_from.history_id, made_from.id) if made_from else None,
                                 now_number, reported=reported is not None, platform_error=error)
         for key, label in LABELS.items():
             if key not in deployed and key not in now_settings:

@@ -18,3 +18,9 @@ def endpoint_deployments_busy(deployments) -> bool:
 def endpoint_deployments(*, endpoint: Endpoint) -> QuerySet[Deployment]:
     return (endpoint.deployments.select_related("model_version__model", "created_by")
             .order_by("-created_at"))
+
+
+def serving_deployment(endpoint: Endpoint) -> Deployment | None:
+    """The live deployment taking the most of the endpoint's traffic, or None when nothing takes any."""
+    live = endpoint.deployments.filter(status__in=Deployment.LIVE, traffic__gt=0).select_related("model_version__model")
+    return max(live, key=lambda d: d.traffic, default=None)

@@ -1,14 +1,13 @@
 """Configuration pages: an admin's edit is reviewed (what changes, what it reaches) and then saved as a revision
 with its note and an audit event; any two revisions compare field by field; a revert is a new revision. Bad input is
 refused on the field at fault with nothing saved. Other roles read, and are refused every write."""
-import json
 import re
 
 import pytest
 from django.urls import reverse
 
 from audit.models import AuditEvent
-from deployments.configs.forms import form_class
+from deployments.configs.forms import post_data
 from deployments.configs.kinds import KINDS
 from deployments.models import DeploymentProfile, FunctionalTestCase, StressProfile
 from deployments.serving import services
@@ -18,22 +17,10 @@ pytestmark = pytest.mark.django_db
 
 
 def form_data(slug, obj, **changes) -> dict:
-    """What the edit form posts for `obj`, with `changes` (True/False for check boxes)."""
-    form = form_class(KINDS[slug])(instance=obj)
-    data = {}
-    for name in form.fields:
-        if name == "note":
-            continue
-        value = changes.pop(name) if name in changes else form[name].value()
-        if isinstance(value, bool):
-            if value:
-                data[name] = "on"
-            continue
-        if isinstance(value, (dict, list)) and name in ("payload", "payloads", "expected_value"):
-            value = json.dumps(value)
-        data[name] = "" if value is None else value
-    data.update(changes)
-    data["base_revision"] = obj.history.count() if obj.pk else 0  # the revision the form was opened at
+    """What the edit form posts for `obj`, with `changes` (True/False for check boxes), opened at its latest
+    revision."""
+    data = post_data(KINDS[slug], obj, changes)
+    data["base_revision"] = obj.history.count() if obj.pk else 0
     return data
 
 
@@ -410,6 +397,11 @@ def test_stress_profile_yaml_round_trip_and_refusals(admin_client_, stress):
         page = _read_into(admin_client_, "stress-profiles", stress, text)
         assert page.status_code == 400 and words in page.content.decode(), (text, page.content.decode()[-1500:])
     assert stress.history.count() == before
+
+
+def test_a_yaml_of_one_setting_keeps_the_others(admin_client_, stress):
+    review = _read_into(admin_client_, "stress-profiles", stress, "concurrency: 16\n")
+    assert review.status_code == 200 and [c.field for c in review.context["changes"]] == ["concurrency"]
 
 
 def test_functional_case_and_endpoint_policy_yaml(admin_client_, case, profile):
