@@ -1,6 +1,7 @@
 """Writes of configurations: each save and each revert is one new revision (with its author and note) and one audit
-event with every field's old and new value, in one transaction. Validation is the form's (the model's rules and the
-platform's limits); a revert is validated the same way before it is written."""
+event with every field's old and new value, in one transaction. An edit is validated by its form (the model's rules
+and the platform's limits, each on its field); a revert, which has no form, by the model's rules and the same
+platform check, in one message."""
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -20,7 +21,14 @@ def _snapshot(kind: ConfigKind, obj) -> dict:
 def _write(kind: ConfigKind, obj, *, actor, note: str, summary: str, before: dict, via: str, created: bool):
     obj._change_reason = note
     obj._history_user = actor
-    obj.save()
+    if created:
+        obj.save()
+    else:
+        # Only the kind's fields: the rest of the row (an endpoint's platform traffic, which workers write all the
+        # time) may have moved since the form was read, and a whole-row save would put the old values back.
+        fields = [kind.model._meta.get_field(name).attname for name in kind.fields]
+        fields += [f.name for f in kind.model._meta.concrete_fields if getattr(f, "auto_now", False)]
+        obj.save(update_fields=fields)
     diff = field_diff(before, _snapshot(kind, obj))
     audit_record(actor=actor, action=AuditEvent.Action.CREATE if created else AuditEvent.Action.UPDATE, target=obj,
                  summary=f"{summary}. Note: {note}", changes={"diff": diff} if diff else {}, via=via)

@@ -422,3 +422,26 @@ def test_functional_case_and_endpoint_policy_yaml(admin_client_, case, profile):
     assert {c.field for c in review.context["changes"]} == {"traffic_steps", "approval_required"}
     refused = _read_into(admin_client_, "endpoints", endpoint, "traffic_steps: [50, 25]\n")
     assert refused.status_code == 400 and "rise strictly" in refused.content.decode()
+
+
+def test_a_policy_save_leaves_what_the_workers_wrote_meanwhile(admin_client_, profile, monkeypatch):
+    """A worker records the platform's traffic while the save request runs (after the row was read); saving the
+    policy keeps that record."""
+    from deployments.configs.forms import EndpointForm
+    from deployments.models import Endpoint
+
+    endpoint = profile.endpoints.get()
+    url = reverse("deployments:config_edit", args=["endpoints", endpoint.pk])
+    data = {**form_data("endpoints", endpoint, approval_required=False), "note": "no approval on staging"}
+    review = admin_client_.post(url, data)
+    clean = EndpointForm.clean
+
+    def meanwhile(form):
+        Endpoint.objects.filter(pk=endpoint.pk).update(platform_traffic={"blue": 100}, changed_outside="seen")
+        return clean(form)
+
+    monkeypatch.setattr(EndpointForm, "clean", meanwhile)
+    assert admin_client_.post(url, {**data, "reviewed": _review_digest(review)}).status_code == 302
+    endpoint.refresh_from_db()
+    assert not endpoint.approval_required
+    assert endpoint.platform_traffic == {"blue": 100} and endpoint.changed_outside == "seen"
