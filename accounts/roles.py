@@ -24,6 +24,7 @@ ENGINEER_CHANGES = (
     "deployments.delete_deployment",
     "deployments.reveal_endpoint_key",  # see the key, and use it through "try it"
     "deployments.add_promotion",  # press Promote
+    "deployments.add_capacitytest",  # load a staging deployment to find its knee (and stop the test)
 )
 
 # Managers change nothing, except that they decide on promotions to production; they read the whole audit log.

@@ -53,7 +53,7 @@ def main() -> None:
         print(f"{version} on one deployment of {args.instances} instance(s), cores: {os.cpu_count()}; "
               f"p95 SLO {args.slo_ms:g} ms; steps of {args.step_seconds:g} s")
         started = time.perf_counter()
-        search = capacity.capacity_search(plan, p95_slo_ms=args.slo_ms, instances=args.instances, start_rps=5)
+        search = capacity.capacity_search(plan, p95_slo_ms=args.slo_ms, instances=args.instances)
         print(f"{'rate asked':>11}{'carried':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}  verdict")
         for step in sorted(search.steps, key=lambda s: s.rate_rps):
             print(f"{step.rate_rps:>11.1f}{step.achieved_rps:>9.1f}{step.p50_ms or 0:>9.1f}{step.p95_ms or 0:>9.1f}"

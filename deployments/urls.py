@@ -3,6 +3,7 @@ from django.urls import path
 from .configs import views as config_views
 from .promotions import views as promotion_views
 from .serving import views
+from .verification import views as verification_views
 
 app_name = "deployments"
 urlpatterns = [
@@ -27,6 +28,12 @@ urlpatterns = [
     path("promotions/<int:pk>/report/", promotion_views.promotion_report, name="promotion_report"),
     path("promotions/<int:pk>/decide/", promotion_views.promotion_decide, name="promotion_decide"),
     path("promotions/<int:pk>/cancel/", promotion_views.promotion_cancel, name="promotion_cancel"),
+    path("capacity/", verification_views.capacity_list, name="capacity_list"),
+    path("capacity/new/", verification_views.capacity_new, name="capacity_new"),
+    path("capacity/<int:pk>/", verification_views.capacity_detail, name="capacity_detail"),
+    path("capacity/<int:pk>/stop/", verification_views.capacity_stop, name="capacity_stop"),
+    path("capacity/<int:pk>/propose/", config_views.capacity_propose, name="capacity_propose"),
+    path("capacity/proposals/<int:pk>/apply/", config_views.capacity_apply, name="capacity_apply"),
     path("configs/", config_views.config_index, name="config_index"),
     path("configs/<str:slug>/new/", config_views.config_edit, name="config_create"),
     path("configs/<str:slug>/<int:pk>/", config_views.config_detail, name="config_detail"),

@@ -245,6 +245,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "deployments.tasks.endpoints_traffic_confirm",
         "schedule": timedelta(seconds=int(os.environ.get("MLOPS_RECONCILE_EVERY", "30"))),
     },
+    "resume-capacity-tests": {  # steps a dead worker held, or whose task was lost
+        "task": "deployments.tasks.capacity_tests_resume",
+        "schedule": timedelta(seconds=int(os.environ.get("MLOPS_RESUME_STALE_EVERY", "30"))),
+    },
     "resume-deliveries": {  # notifications made while the queue was down
         "task": "notifications.tasks.deliveries_resume",
         "schedule": timedelta(seconds=int(os.environ.get("MLOPS_RESUME_STALE_EVERY", "30"))),
@@ -311,6 +315,9 @@ MLOPS_PROMOTION_LEASE_SECONDS = int(os.environ.get("MLOPS_PROMOTION_LEASE_SECOND
 MLOPS_STRESS_GRACE_SECONDS = int(os.environ.get("MLOPS_STRESS_GRACE_SECONDS", "120"))
 # Shards still missing this long past the planned duration are queued again (their worker died).
 MLOPS_STRESS_REQUEUE_SECONDS = int(os.environ.get("MLOPS_STRESS_REQUEUE_SECONDS", "30"))
+# A capacity test's step holds its lease this long past the step's own duration; a worker killed in a step delays
+# the test this long (then it is queued again and the step measured anew).
+MLOPS_CAPACITY_LEASE_GRACE_SECONDS = int(os.environ.get("MLOPS_CAPACITY_LEASE_GRACE_SECONDS", "60"))
 
 LOGGING = {
     "version": 1,

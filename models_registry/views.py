@@ -18,6 +18,7 @@ from deployments.models import FunctionalTestRun, StressRun
 from deployments.promotions.forms import PromoteForm
 from deployments.serving import releases
 from deployments.serving.forms import DeployToStagingForm
+from deployments.verification.selectors import capacity_change
 from mlopsportal.backends import BackendError, get_backend
 from mlopsportal.lib.exports import csv_response
 from mlopsportal.lib.forms import form_errors_text
@@ -142,6 +143,8 @@ def version_detail(request, name, version):
             "deployment__endpoint")[:20],
         "stress_runs": StressRun.objects.filter(deployment__model_version=version).select_related(
             "deployment__endpoint").defer("series", "latency_buckets")[:20],
+        "capacity_tests": version.capacity_tests.defer("steps", "payloads")[:10],
+        "capacity": capacity_change(version),
     })
 
 

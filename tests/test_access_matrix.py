@@ -131,6 +131,29 @@ def _config_revert(w: World) -> dict:
     return {"note": "back"}
 
 
+def _capacity_test(w: World, status: str):
+    """A capacity test of staging's blue: running, or done with a confirmed knee."""
+    from deployments.models import CapacityTest
+    from tests.deployments.test_capacity import finished_test
+
+    if status == "done":
+        return finished_test(w.rows["staging", "blue"], w.version)
+    return CapacityTest.objects.create(deployment=w.rows["staging", "blue"], model_version=w.version,
+                                       p95_slo_ms=100, payloads=[{"Pclass": 1}], instances=1)
+
+
+def _capacity_proposal(w: World):
+    from deployments.configs import services as configs
+
+    return configs.capacity_proposal_make(test=_capacity_test(w, "done"), profile=w.prod.profile, target_rps=100,
+                                          p95_slo_ms=100, actor=None)
+
+
+def _capacity_form(w: World, on: str) -> dict:
+    return {"deployment": w.rows[on, "blue"].pk, "p95_slo_ms": 100, "error_rate_max": 0.01, "step_seconds": 5,
+            "start_rps": 5, "max_rps": 100, "max_in_flight": 8, "payloads_from": w.stress_profile.pk}
+
+
 E, M, A = "engineer", "manager", "admin"
 ACTIONS = [
     Action("logout", "-", lambda w: [], lambda w: {}, ALLOWED, ALLOWED, ALLOWED, changes=False),
@@ -204,6 +227,18 @@ ACTIONS = [
     Action("deployments:config_import", "-", lambda w: ["profiles", w.prod.profile.pk],
            lambda w: {"text": "instance_count: 3\n"}, FORBIDDEN, FORBIDDEN, ALLOWED, changes=False),
     Action("workspaces:workspace_test", "-", lambda w: [], lambda w: {}, FORBIDDEN, FORBIDDEN, ALLOWED),
+    # Capacity tests load staging only (a production deployment is not among the choices); admins size profiles.
+    Action("deployments:capacity_new", "staging", lambda w: [], lambda w: _capacity_form(w, "staging"),
+           ALLOWED, FORBIDDEN, ALLOWED),
+    Action("deployments:capacity_new", "production", lambda w: [], lambda w: _capacity_form(w, "production"),
+           REFUSED, FORBIDDEN, REFUSED),
+    Action("deployments:capacity_stop", "staging", lambda w: [_capacity_test(w, "running").pk], lambda w: {},
+           ALLOWED, FORBIDDEN, ALLOWED),
+    Action("deployments:capacity_propose", "-", lambda w: [_capacity_test(w, "done").pk],
+           lambda w: {"profile": w.prod.profile.pk, "target_rps": 50, "p95_slo_ms": 100},
+           FORBIDDEN, FORBIDDEN, ALLOWED),
+    Action("deployments:capacity_apply", "production", lambda w: [_capacity_proposal(w).pk], lambda w: {},
+           FORBIDDEN, FORBIDDEN, ALLOWED),
 ]
 
 # URLs that only show something: a POST to them must change nothing. Each with the arguments to reach it.
@@ -232,6 +267,8 @@ READ_ONLY = {
     "deployments:config_yaml": lambda w: ["profiles", w.prod.profile.pk],
     "deployments:config_detail": lambda w: ["profiles", w.prod.profile.pk],
     "deployments:config_diff": lambda w: ["profiles", w.prod.profile.pk],
+    "deployments:capacity_list": lambda w: [],
+    "deployments:capacity_detail": lambda w: [_capacity_test(w, "done").pk],
 }
 PUBLIC = {"login"}  # the only view marked login_not_required; its throttling is tested in tests/test_login.py
 # Django admin checks its own permissions (staff only, per model); tested in tests/test_audit.py and

@@ -14,7 +14,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from mlopsportal.lib.display import shown
 from mlopsportal.lib.refusals import in_words
 
+from ..models import CapacityProposal, CapacityTest
 from ..serving.profile_import import ProfileImportError, profile_from_yaml
+from ..verification.forms import CapacityProposalForm
+from ..verification.views import capacity_context
 from . import documents, revisions, services
 from .forms import NOTE_MAX, RevisionImportForm, bound_from, form_class
 from .impact import config_uses
@@ -187,3 +190,47 @@ def config_import(request, slug, pk):
     form = bound_from(kind, obj, result.fields, note=f"Imported from {result.source}")
     _, page = _review(request, kind, obj, form, base=revisions.revision_count(obj), imported=result)
     return page
+
+
+# --- capacity proposals: made from a capacity test, applied as a profile revision ------------------------------
+@require_POST
+def capacity_propose(request, pk):
+    _kind(request, "profiles", "change")
+    test = get_object_or_404(CapacityTest.objects.select_related("deployment__endpoint", "model_version__model"),
+                             pk=pk)
+    form = CapacityProposalForm(request.POST)
+    if form.is_valid():
+        try:
+            proposal = services.capacity_proposal_make(test=test, actor=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Proposal #{proposal.pk} for profile {proposal.profile}: review it below, "
+                                      f"then apply it as the profile's next revision.")
+            return redirect(f"{test.get_absolute_url()}#proposal-{proposal.pk}")
+    return render(request, "deployments/capacity_detail.html",
+                  capacity_context(request, test, proposal_form=form), status=400)
+
+
+@require_POST
+def capacity_apply(request, pk):
+    kind = _kind(request, "profiles", "change")
+    proposal = get_object_or_404(CapacityProposal.objects.select_related("test__model_version", "profile"), pk=pk)
+    test = proposal.test
+    note = (f"Capacity proposal #{proposal.pk} from capacity test #{test.pk} of {test.model_version}: "
+            f"{proposal.target_rps:g} req/s within p95 {proposal.p95_slo_ms:g} ms")[:NOTE_MAX]
+    form = bound_from(kind, proposal.profile, proposal.values, note=note)
+    back = f"{test.get_absolute_url()}#proposal-{proposal.pk}"
+    if not form.is_valid():
+        messages.error(request, f"Profile {proposal.profile} cannot take these values: " + " ".join(
+            f"{kind.field_label(name) if name != '__all__' else ''} {' '.join(errors)}".strip()
+            for name, errors in form.errors.items()))
+        return redirect(back)
+    try:
+        number = services.capacity_proposal_apply(proposal=proposal, kind=kind, form=form, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, in_words(exc))
+        return redirect(back)
+    messages.success(request, f"Applied as revision {number} of profile {proposal.profile}. Live deployments keep "
+                              f"their settings until a config rollout takes them to production.")
+    return redirect("deployments:config_detail", slug=kind.slug, pk=proposal.profile_id)

@@ -11,6 +11,8 @@ from .serving import (
     new_endpoint_key,
 )
 from .verification import (
+    CapacityProposal,
+    CapacityTest,
     FunctionalTestCase,
     FunctionalTestRun,
     StressProfile,
@@ -20,6 +22,7 @@ from .verification import (
 )
 
 __all__ = [
+    "CapacityProposal", "CapacityTest",
     "DEPLOYMENT_NAME_VALIDATOR", "ENDPOINT_NAME_VALIDATOR", "INSTANCE_TYPE_VALIDATOR", "Deployment", "DeploymentProfile", "Endpoint",
     "FunctionalTestCase", "FunctionalTestRun", "Promotion", "PromotionStep", "ReleaseEvent", "StressProfile", "StressRun",
     "StressShard", "TestOutcome", "new_endpoint_key",

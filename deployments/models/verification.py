@@ -2,9 +2,11 @@
 import json
 import math
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.urls import reverse
 from simple_history.models import HistoricalRecords
 
 from .serving import Deployment
@@ -166,3 +168,79 @@ class StressShard(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "index"], name="unique_stress_shard")]
+
+
+class CapacityTest(models.Model):
+    """A stepped open-loop load on a staging deployment to find its knee: the highest rate it carries within a p95
+    and error SLO, and so what one instance of this model version sustains. Taken a step at a time by tasks (each
+    step is kept as soon as it is measured), so a worker that dies costs one step, not the test."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"  # the search ended: it found a knee, or says why it found none
+        STOPPED = "stopped", "Stopped"  # cancelled, or its deployment went away
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.PROTECT, related_name="capacity_tests")
+    model_version = models.ForeignKey("models_registry.ModelVersion", on_delete=models.PROTECT,
+                                      related_name="capacity_tests")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    p95_slo_ms = models.FloatField("p95 SLO (ms)", validators=[MinValueValidator(1), MaxValueValidator(300_000)])
+    error_rate_max = models.FloatField(default=0.01, validators=[MinValueValidator(0), MaxValueValidator(0.5)])
+    step_seconds = models.PositiveSmallIntegerField(default=10, validators=[MinValueValidator(2),
+                                                                            MaxValueValidator(600)])
+    start_rps = models.FloatField(default=5, validators=[MinValueValidator(0.1), MaxValueValidator(10_000)])
+    max_rps = models.FloatField(default=2_000, validators=[MinValueValidator(1), MaxValueValidator(100_000)])
+    payloads = models.JSONField(help_text="The request bodies, sent in turn.")
+    max_in_flight = models.PositiveSmallIntegerField(default=64, validators=[MinValueValidator(1),
+                                                                             MaxValueValidator(512)])
+    instances = models.PositiveSmallIntegerField(help_text="Instances the deployment ran when tested.")
+    serving_settings = models.JSONField(default=dict, blank=True, help_text="The deployment's settings when tested.")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    steps = models.JSONField(default=list, blank=True, help_text="Each measured step, in order.")
+    knee_rps = models.FloatField(null=True, blank=True)
+    per_instance_rps = models.FloatField(null=True, blank=True, help_text="What one instance sustains within the SLO.")
+    confirmed = models.BooleanField(null=True, blank=True, help_text="Whether a fixed load at the sustained rate met the SLO.")
+    detail = models.TextField(blank=True, help_text="The outcome in words.")
+    leased_until = models.DateTimeField(null=True, blank=True, help_text="A worker is measuring a step until then.")
+    stepped_at = models.DateTimeField(null=True, blank=True, help_text="When the last step was kept.")
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["model_version", "status"], name="capacity_version_status")]
+
+    def __str__(self) -> str:
+        return f"capacity test #{self.pk} of {self.model_version}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("deployments:capacity_detail", args=[self.pk])
+
+    def clean(self) -> None:
+        if self.start_rps and self.max_rps and self.start_rps > self.max_rps:
+            raise ValidationError({"start_rps": "Start at or below the highest rate to try."})
+
+
+class CapacityProposal(models.Model):
+    """Profile values for a target load, worked out from a capacity test, with the reasoning; applied (or not) as a
+    revision of a deployment profile."""
+
+    test = models.ForeignKey(CapacityTest, on_delete=models.CASCADE, related_name="proposals")
+    profile = models.ForeignKey("DeploymentProfile", on_delete=models.CASCADE, related_name="capacity_proposals")
+    target_rps = models.FloatField("target (req/s)", validators=[MinValueValidator(0.01),
+                                                                 MaxValueValidator(1_000_000)])
+    p95_slo_ms = models.FloatField("p95 SLO (ms)", validators=[MinValueValidator(1), MaxValueValidator(300_000)])
+    values = models.JSONField(help_text="Profile field → proposed value.")
+    reasons = models.JSONField(help_text="Why, one sentence per decision.")
+    problems = models.JSONField(default=list, blank=True, help_text="What the platform would refuse, in words.")
+    based_on_revision = models.PositiveIntegerField(help_text="The profile's revision the proposal changes.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    applied_revision = models.PositiveIntegerField(null=True, blank=True,
+                                                   help_text="The profile revision it was applied as.")
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]

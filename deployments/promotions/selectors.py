@@ -5,7 +5,7 @@ from audit.services import audit_events_for
 from mlopsportal.lib.charts import Chart, Series
 
 from ..models import Promotion, PromotionStep, ReleaseEvent
-from ..verification.selectors import stress_baseline
+from ..verification.selectors import capacity_change, stress_baseline
 
 
 def promotion_list() -> QuerySet[Promotion]:
@@ -56,6 +56,7 @@ def promotion_evidence(*, promotion: Promotion) -> dict:
     return {
         **promotion_progress(promotion=promotion),
         "baseline": stress_baseline(stress) if stress is not None and stress.summary else None,
+        "capacity": capacity_change(promotion.version),
         "stress": stress,
         "charts": charts,
         # The promotion's own events and those of the deployments it made (created, healthy, retired).

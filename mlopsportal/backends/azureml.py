@@ -53,6 +53,7 @@ from .base import (
     InventoryVersion,
     MLBackend,
     RegisteredArtifact,
+    ServingLimits,
     ServingProblem,
     ServingSpec,
     TrainingStatus,
@@ -717,6 +718,11 @@ class AzureMLBackend(MLBackend):
         default = config.cluster_default_instance_type or DEFAULT_INSTANCE_TYPE
         return [InstanceType(name=name, cpu=limits.get("cpu"), memory_bytes=limits.get("memory_bytes"),
                              default=name == default) for name, limits in sorted(config.instance_types.items())]
+
+    def serving_limits(self, stage: str) -> ServingLimits:
+        kind = self._endpoint_kind(self._provided_config(), stage)
+        return ServingLimits(max_instances=MAX_MANAGED_INSTANCES if kind == "managed" else ServingLimits().max_instances,
+                             max_request_timeout_ms=MAX_REQUEST_TIMEOUT_MS[kind])
 
     def serving_problems(self, settings: dict, stage: str) -> list[ServingProblem]:
         config = self._provided_config()

@@ -151,6 +151,13 @@ class ServingProblem:
 
 
 @dataclass(frozen=True)
+class ServingLimits:
+    """The most a deployment on an endpoint of some stage may ask for: instances, and a request's timeout."""
+    max_instances: int = 100
+    max_request_timeout_ms: int = 300_000
+
+
+@dataclass(frozen=True)
 class InstanceType:
     """A size deployments can be given on the platform, with its limits where known (None: not said)."""
     name: str
@@ -333,6 +340,10 @@ class MLBackend(abc.ABC):
         """What this platform would refuse in these settings on an endpoint of `stage`, setting by setting; checked
         before anything is sent (no call to the platform)."""
         return []
+
+    def serving_limits(self, stage: str) -> ServingLimits:
+        """The platform's maximums for a deployment on an endpoint of `stage` (no call to the platform)."""
+        return ServingLimits()
 
     def instance_types(self) -> list[InstanceType]:
         """The instance types a profile may name for production deployments, as last read from the platform

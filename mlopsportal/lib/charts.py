@@ -52,6 +52,7 @@ class Chart:
     y_min_span: float = 0.05  # ...but at least this share of their size: 0.8300 vs 0.8312 is no cliff
     x_ticks_at_points: bool = False  # a tick under every point (versions), instead of five even steps
     markers: bool = False  # a dot with a tooltip on every point, the last one highlighted
+    marks: list[tuple[float, str]] = field(default_factory=list)  # vertical lines at x, labelled (a knee, say)
     width: int = 720
     height: int = 260
 
@@ -123,7 +124,7 @@ def _span(low: float, high: float, *, pad: bool, at_least: float = 0.0) -> tuple
 
 def _lines(chart: Chart) -> list[str]:
     values = chart.values
-    xs = [x for x, _ in values]
+    xs = [x for x, _ in values] + [x for x, _ in chart.marks]
     ys = [y for _, y in values]
     x_range = (min(xs), max(xs)) if min(xs) != max(xs) else (min(xs) - 1, max(xs) + 1)
     y_range = (0.0, max(ys) * 1.1 or 1.0) if chart.y_from_zero else _span(min(ys), max(ys), pad=True,
@@ -137,6 +138,10 @@ def _lines(chart: Chart) -> list[str]:
         ticks = [round(x_range[0] + (x_range[1] - x_range[0]) * i / 5, 1) for i in range(6)]
     parts += [frame.x_tick(frame.x(x), chart.x_format.format(x)) for x in ticks]
     parts.append(frame.axis_labels())
+    for x, label in chart.marks:
+        parts.append(f'<line x1="{frame.x(x):.1f}" x2="{frame.x(x):.1f}" y1="{frame.top}" y2="{frame.top + frame.h}" '
+                     f'class="chart-mark"/><text x="{frame.x(x) + 4:.1f}" y="{frame.top + 12}" '
+                     f'class="chart-tick chart-mark-label">{escape(label)}</text>')
     legend = len(chart.series) > 1
     radius = 4 if len(values) <= 60 else 2
     for index, series in enumerate(chart.series):

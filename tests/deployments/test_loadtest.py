@@ -134,7 +134,7 @@ def test_capacity_search_finds_the_knee_and_the_sustained_rate_holds(server):
     from deployments.verification import capacity
 
     plan = loadtest.Plan(url=f"{server}/serial", payloads=PAYLOADS, concurrency=64, duration_s=1.5)
-    search = capacity.capacity_search(plan, p95_slo_ms=60, start_rps=20, growth=1.6)
+    search = capacity.capacity_search(plan, p95_slo_ms=60, how=capacity.Settings(start_rps=20, confirm=False))
     assert search.knee is not None and search.first_miss is not None, search.steps
     assert 45 <= search.knee_rps <= 105, search.steps
     sustained = search.per_instance_rps
