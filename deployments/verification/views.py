@@ -51,6 +51,10 @@ def capacity_new(request):
     return render(request, "deployments/capacity_new.html", {"form": form}, status=400 if form.errors else 200)
 
 
+_ORDER = [f.name for f in DeploymentProfile._meta.fields]  # a proposal's settings, in the profile's order (jsonb
+# keeps keys in an order of its own)
+
+
 def proposal_initial(test: CapacityTest) -> dict:
     """The proposal form starts with the test's SLO and the profile of a production endpoint of the model."""
     production = (Endpoint.objects.filter(stage=Endpoint.Stage.PRODUCTION,
@@ -66,7 +70,8 @@ def capacity_context(request, test: CapacityTest, *, proposal_form=None) -> dict
     for proposal in proposals:
         proposal.rows = [(DeploymentProfile._meta.get_field(name).verbose_name.capitalize(),
                           shown(getattr(proposal.profile, name)), shown(value))
-                         for name, value in proposal.values.items()]
+                         for name, value in sorted(proposal.values.items(), key=lambda kv: _ORDER.index(kv[0])
+                                                   if kv[0] in _ORDER else len(_ORDER))]
         proposal.profile_revision_now = proposal.profile.history.count()
         proposal.stale = proposal.applied_revision is None and \
             proposal.profile_revision_now != proposal.based_on_revision

@@ -197,6 +197,26 @@ def test_opening_a_path_outside_the_version_is_refused(platform):
 
 
 # --- serving ------------------------------------------------------------------------------------------------------
+def test_serving_limits_agree_with_serving_problems(platform):
+    """The maximums a backend states are the edges its own check refuses past: what the capacity advisor sizes a
+    profile within."""
+    from deployments.models import DeploymentProfile
+
+    settings = DeploymentProfile(name="limits").serving_settings()
+    for stage in ("staging", "production"):
+        limits = platform.backend.serving_limits(stage)
+        assert limits.max_instances >= 1 and limits.max_request_timeout_ms >= 1000
+        at_edge = {**settings, "instance_count": limits.max_instances,
+                   "request_timeout_ms": limits.max_request_timeout_ms}
+        assert not {p.field for p in platform.backend.serving_problems(at_edge, stage)} & {
+            "instance_count", "request_timeout_ms"}, stage
+        if limits.max_request_timeout_ms < 300_000 or limits.max_instances < 100:
+            over = {**settings, "instance_count": limits.max_instances + 1,
+                    "request_timeout_ms": limits.max_request_timeout_ms + 1}
+            fields = {p.field for p in platform.backend.serving_problems(over, stage)}
+            assert {"instance_count", "request_timeout_ms"} <= fields, (stage, fields)
+
+
 def test_deployment_lifecycle(platform):
     backend = platform.backend
     artifact = platform.registered("contract-serve")
