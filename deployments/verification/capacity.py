@@ -138,11 +138,11 @@ def step_verdict(summary: dict, rate: float, *, p95_slo_ms: float, error_rate_ma
     if not summary["requests"]:
         missed.append("no request was answered")
     if summary["p95_ms"] is None or summary["p95_ms"] > p95_slo_ms:
-        missed.append(f"p95 {summary['p95_ms']} ms is over the SLO of {p95_slo_ms:g} ms")
+        missed.append(f"p95 {summary['p95_ms'] or 0:.1f} ms is over the SLO of {p95_slo_ms:g} ms")
     if summary["error_rate"] > error_rate_max:
         missed.append(f"errors {summary['error_rate']:.2%} are over {error_rate_max:.2%}")
     if summary["throughput_rps"] < CARRIED * rate:
-        missed.append(f"it carried {summary['throughput_rps']} of the {rate:g} req/s asked for")
+        missed.append(f"it carried {summary['throughput_rps']:.1f} of the {rate:.1f} req/s asked for")
     return not missed, "; ".join(missed)
 
 

@@ -212,17 +212,17 @@ def capacity_outcome(search: capacity.Search, test: CapacityTest) -> dict:
         why = f" At {first.rate_rps:g} req/s {first.why}." if first else ""
         return {"detail": f"No step met the SLO, so there is no knee.{why} Start at a lower rate, or look at why the "
                           "deployment is slow.", "knee_rps": None, "per_instance_rps": None, "confirmed": None}
-    parts = [f"The knee: {knee.achieved_rps:g} req/s carried at p95 {knee.p95_ms:g} ms (SLO {test.p95_slo_ms:g} ms)."]
+    parts = [f"The knee: {knee.achieved_rps:.1f} req/s carried at p95 {knee.p95_ms:.1f} ms (SLO {test.p95_slo_ms:g} ms)."]
     if miss is None:
         parts.append(f"It met the SLO at every rate tried, up to {knee.rate_rps:g} req/s: the true knee is higher, "
                      "so these figures are a floor. Raise the highest rate to find it.")
     else:
-        parts.append(f"At {miss.rate_rps:g} req/s it missed: {miss.why}.")
+        parts.append(f"At {miss.rate_rps:.1f} req/s it missed: {miss.why}.")
     parts.append(f"One instance (of {test.instances}) sustains {search.per_instance_rps:g} req/s within the SLO "
                  f"(the knee less {100 - capacity.SUSTAIN_MARGIN * 100:.0f}%).")
     if check is not None:
         parts.append(f"Confirmed: a fixed load at {check.rate_rps:g} req/s for {test.step_seconds} s met the SLO "
-                     f"(p95 {check.p95_ms:g} ms)." if check.met else
+                     f"(p95 {check.p95_ms:.1f} ms)." if check.met else
                      f"Not confirmed: a fixed load at {check.rate_rps:g} req/s missed the SLO ({check.why}). The "
                      "machine's speed moved during the test; test again with longer steps.")
     return {"detail": " ".join(parts), "knee_rps": search.knee_rps, "per_instance_rps": search.per_instance_rps,
