@@ -255,6 +255,16 @@ def browser_page():
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
+def sign_in(page, base: str, user) -> None:
+    """Sign `user` in on the login page, as whoever was signed in before signs out (their cookies go)."""
+    page.context.clear_cookies()
+    page.goto(f"{base}/accounts/login/")
+    page.fill("input[name=username]", user.username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button:has-text('Sign in')")
+    page.wait_for_selector("h1")
+
+
 def look(page, name: str) -> None:
     """Screenshots of the page at 1366 px and 390 px wide (test-artifacts/<name>-<width>.png); at 390 the page itself
     must not scroll sideways (tables scroll inside their cards)."""

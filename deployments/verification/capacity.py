@@ -140,7 +140,10 @@ def step_verdict(summary: dict, rate: float, *, p95_slo_ms: float, error_rate_ma
     if summary["p95_ms"] is None or summary["p95_ms"] > p95_slo_ms:
         missed.append(f"p95 {summary['p95_ms'] or 0:.1f} ms is over the SLO of {p95_slo_ms:g} ms")
     if summary["error_rate"] > error_rate_max:
-        missed.append(f"errors {summary['error_rate']:.2%} are over {error_rate_max:.2%}")
+        seen = {**{f"HTTP {code}": n for code, n in (summary.get("by_status") or {}).items()
+                   if int(code) >= 400}, **(summary.get("by_exception") or {})}
+        what = ", ".join(f"{name}: {n}" for name, n in seen.items())
+        missed.append(f"errors {summary['error_rate']:.2%} are over {error_rate_max:.2%}" + (f" ({what})" if what else ""))
     if summary["throughput_rps"] < CARRIED * rate:
         missed.append(f"it carried {summary['throughput_rps']:.1f} of the {rate:.1f} req/s asked for")
     return not missed, "; ".join(missed)

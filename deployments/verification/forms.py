@@ -7,7 +7,7 @@ from ..models import Deployment, DeploymentProfile, Endpoint, FunctionalTestCase
 
 class CapacityTestForm(forms.Form):
     deployment = forms.ModelChoiceField(
-        queryset=Deployment.objects.none(), help_text="A serving staging deployment: the test loads it hard.")
+        queryset=Deployment.objects.none(), help_text="A healthy staging deployment: the test loads it hard.")
     payloads_from = forms.ModelChoiceField(
         queryset=StressProfile.objects.select_related("model"), required=False, label="Request bodies from",
         help_text="A stress profile of the model; blank: the model's enabled functional cases.")
@@ -25,7 +25,7 @@ class CapacityTestForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["deployment"].queryset = (
-            Deployment.objects.filter(endpoint__stage=Endpoint.Stage.STAGING, status__in=Deployment.LIVE)
+            Deployment.objects.filter(endpoint__stage=Endpoint.Stage.STAGING, status=Deployment.Status.HEALTHY)
             .select_related("endpoint", "model_version__model").order_by("endpoint__name", "name"))
         self.fields["deployment"].label_from_instance = lambda d: f"{d.endpoint.name}/{d.name}: {d.model_version}"
 

@@ -163,9 +163,10 @@ def capacity_test_start(*, deployment: Deployment, p95_slo_ms: float, payloads: 
     that is not serving, and while another capacity test loads the same endpoint (each would measure the other)."""
     if deployment.endpoint.stage != Endpoint.Stage.STAGING:
         raise ValidationError("Capacity tests load staging deployments only: production serves real callers.")
-    if not deployment.is_live:
+    if deployment.status != Deployment.Status.HEALTHY:
+        # A deployment still starting answers errors for a moment: its first steps would measure that.
         raise ValidationError(f"Deployment {deployment.name} is {deployment.get_status_display().lower()}: "
-                              "only a serving deployment can be tested.")
+                              "only a healthy deployment can be tested.")
     busy = CapacityTest.objects.filter(deployment__endpoint=deployment.endpoint,
                                        status=CapacityTest.Status.RUNNING).first()
     if busy is not None:

@@ -7,19 +7,11 @@ from deployments.serving import services
 from mlopsportal.backends import get_backend
 from models_registry import services as registry
 from models_registry.models import ModelVersion
-from tests.conftest import ARTIFACTS, AZURE_WORKSPACE, PASSWORD, wait_for
+from tests.conftest import ARTIFACTS, AZURE_WORKSPACE, sign_in, wait_for
 from workspaces.models import AzureMLWorkspace
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
-
-def sign_in(page, base, user):
-    page.context.clear_cookies()
-    page.goto(f"{base}/accounts/login/")
-    page.fill("input[name=username]", user.username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Sign in')")
-    page.wait_for_selector("h1")
 
 
 def test_admin_connects_the_workspace_and_an_engineer_trains_on_it(live_server, azure, azure_worker, admin_user,

@@ -6,19 +6,12 @@ import pytest
 
 from deployments.models import DeploymentProfile
 from deployments.serving import services
-from tests.conftest import PASSWORD, look
+from tests.conftest import look, sign_in
 from tests.deployments.test_releases import _adopt
 from tests.models_registry.factories import make_model
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-
-def _sign_in(page, base, user):
-    page.goto(f"{base}/accounts/login/")
-    page.fill("input[name=username]", user.username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Sign in')")
-    page.wait_for_selector("h1:has-text('Models')")
 
 
 def _look(page, name: str):
@@ -35,7 +28,7 @@ def test_admin_edits_reviews_reverts_and_a_manager_reads(live_server, browser_pa
     blue.profile_revision = services._profile_revision(profile)
     blue.save(update_fields=["serving_settings", "profile_revision"])
 
-    _sign_in(page, base, admin_user)
+    sign_in(page, base, admin_user)
     page.click("nav a:has-text('Configurations')")
     page.wait_for_selector("[data-testid=configs-profiles]")
     _look(page, "configs")
@@ -78,7 +71,7 @@ def test_admin_edits_reviews_reverts_and_a_manager_reads(live_server, browser_pa
     assert profile.history.latest().history_change_reason == "Back to one replica: the peak moved"
 
     page.click("button:has-text('Sign out')")
-    _sign_in(page, base, manager)
+    sign_in(page, base, manager)
     page.goto(f"{base}/configs/profiles/{profile.pk}/")
     page.wait_for_selector("[data-testid=read-only]")
     assert not page.is_visible("[data-testid=config-edit]")

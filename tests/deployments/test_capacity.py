@@ -5,6 +5,7 @@ import math
 from dataclasses import asdict
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
@@ -180,6 +181,26 @@ def test_capacity_form_refuses_bad_input_on_the_field(setup, engineer, engineer_
     assert answer.status_code == 400
     assert message in str(answer.context["form"].errors[field]), answer.context["form"].errors
     assert not CapacityTest.objects.exists()
+
+
+@pages
+def test_only_a_healthy_deployment_is_tested(setup, engineer, engineer_client):
+    """One still starting answers errors for a moment: the test would measure its start, not its capacity."""
+    Deployment.objects.filter(pk=setup["live"].pk).update(status="creating")
+    page = engineer_client.get(reverse("deployments:capacity_new")).content.decode()
+    assert "cap-v2" not in page and 'data-testid="no-staging"' in page
+    setup["live"].refresh_from_db()
+    with pytest.raises(ValidationError, match="only a healthy deployment"):
+        verification.capacity_test_start(deployment=setup["live"], payloads=[{"a": 1}], p95_slo_ms=100,
+                                         actor=engineer)
+    assert not CapacityTest.objects.exists()
+
+
+def test_a_step_says_which_errors_it_saw():
+    met, why = capacity.step_verdict({"requests": 10, "p95_ms": 5.0, "error_rate": 0.8, "throughput_rps": 10,
+                                      "by_status": {"200": 2, "503": 8}, "by_exception": {}}, 10,
+                                     p95_slo_ms=100, error_rate_max=0.01)
+    assert not met and "errors 80.00% are over 1.00% (HTTP 503: 8)" in why
 
 
 @pages

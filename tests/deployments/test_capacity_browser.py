@@ -5,20 +5,13 @@ looked at, and fits, at 1366 px and at 390 px."""
 import pytest
 
 from deployments.models import CapacityTest, Deployment, DeploymentProfile, Endpoint, FunctionalTestCase
-from tests.conftest import PASSWORD, look
+from tests.conftest import look, sign_in
 from tests.models_registry.factories import make_model
 
 from .test_capacity import finished_test
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-
-def _sign_in(page, base, user):
-    page.goto(f"{base}/accounts/login/")
-    page.fill("input[name=username]", user.username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Sign in')")
-    page.wait_for_selector("h1:has-text('Models')")
 
 
 def test_admin_sizes_a_profile_from_a_capacity_test(live_server, browser_page, admin_user, engineer):
@@ -34,7 +27,7 @@ def test_admin_sizes_a_profile_from_a_capacity_test(live_server, browser_page, a
     FunctionalTestCase.objects.create(model=model, name="one", payload={"Pclass": 1})
     test = finished_test(live, version, user=engineer)
 
-    _sign_in(page, base, admin_user)
+    sign_in(page, base, admin_user)
     page.click("nav a:has-text('Capacity')")
     page.click(f"a:has-text('#{test.pk}')")
     page.wait_for_selector("[data-testid=capacity-chart] svg")
@@ -61,7 +54,7 @@ def test_admin_sizes_a_profile_from_a_capacity_test(live_server, browser_page, a
     assert "Applied as revision 2" in page.inner_text("[data-testid=proposal-applied]")
 
     page.click("button:has-text('Sign out')")
-    _sign_in(page, base, engineer)
+    sign_in(page, base, engineer)
     page.goto(f"{base}{staging.get_absolute_url()}")
     page.click("[data-testid=capacity-link]")
     page.wait_for_selector("[data-testid=capacity-form]")

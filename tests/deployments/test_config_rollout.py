@@ -86,11 +86,12 @@ def test_config_rollout_through_every_gate_then_rollback(serving_v1, admin_user,
 @pytest.mark.browser
 def test_admin_rolls_out_a_profile_change_in_the_browser(serving_v1, live_server, browser_page, admin_user,
                                                          manager):
-    from tests.configs.test_admin_browser import _look, _sign_in
+    from tests.configs.test_admin_browser import _look
+    from tests.conftest import sign_in
 
     prod, staging, stress, v1 = serving_v1
     page, base = browser_page, live_server.url
-    _sign_in(page, base, admin_user)
+    sign_in(page, base, admin_user)
     page.goto(f"{base}/configs/profiles/{prod.profile.pk}/edit/")
     page.fill("#id_instance_count", "2")
     page.fill("#id_note", "Two workers for the Monday peak")
@@ -109,7 +110,7 @@ def test_admin_rolls_out_a_profile_change_in_the_browser(serving_v1, live_server
     assert rollout.state == "awaiting", rollout.failure_reason
 
     page.click("button:has-text('Sign out')")
-    _sign_in(page, base, manager)
+    sign_in(page, base, manager)
     page.click("[data-testid=waiting-link]")
     page.fill(f"#comment-{rollout.pk}", "Stress passed with two workers")
     page.click(f"[data-testid=inbox-decision-{rollout.pk}] button:has-text('Approve')")
