@@ -56,11 +56,15 @@ _ORDER = [f.name for f in DeploymentProfile._meta.fields]  # a proposal's settin
 
 
 def proposal_initial(test: CapacityTest) -> dict:
-    """The proposal form starts with the test's SLO and the profile of a production endpoint of the model."""
-    production = (Endpoint.objects.filter(stage=Endpoint.Stage.PRODUCTION,
-                                          deployments__model_version__model_id=test.model_version.model_id)
-                  .order_by("-deployments__created_at").values_list("profile_id", flat=True).first())
-    return {"p95_slo_ms": test.p95_slo_ms, "profile": production}
+    """The proposal form starts with the test's SLO and the profile of the production endpoint that serves the
+    model (before its first promotion: of the only production endpoint, when there is one)."""
+    production = Endpoint.objects.filter(stage=Endpoint.Stage.PRODUCTION)
+    serving = (production.filter(deployments__model_version__model_id=test.model_version.model_id)
+               .order_by("-deployments__created_at").values_list("profile_id", flat=True).first())
+    if serving is None:
+        profiles = set(production.values_list("profile_id", flat=True)[:2])
+        serving = profiles.pop() if len(profiles) == 1 else None
+    return {"p95_slo_ms": test.p95_slo_ms, "profile": serving}
 
 
 def capacity_context(request, test: CapacityTest, *, proposal_form=None) -> dict:

@@ -220,6 +220,9 @@ def test_admin_proposes_and_applies_in_one_click(setup, admin_user, admin_client
     assert page.count('data-testid="capacity-chart"') == 2 and "knee 44 req/s" in page
     assert 'data-testid="knee-row"' in page and "Confirmed: a fixed load at 39.6 req/s" in page
     assert f'<option value="{setup["profile"].pk}" selected>' in page  # production's profile, chosen
+    Deployment.objects.filter(endpoint=setup["prod"]).delete()  # before the first promotion: the only production one
+    page = admin_client_.get(test.get_absolute_url()).content.decode()
+    assert f'<option value="{setup["profile"].pk}" selected>' in page
 
     made = admin_client_.post(reverse("deployments:capacity_propose", args=[test.pk]),
                               {"profile": setup["profile"].pk, "target_rps": 100, "p95_slo_ms": 100})
