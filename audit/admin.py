@@ -10,8 +10,8 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_filter = ("action", "via", "target_type")
     search_fields = ("actor_name", "target_repr", "summary")
     date_hierarchy = "at"
-    fields = ("at", "actor", "actor_name", "action", "target_type", "target_id", "target_repr", "via", "summary",
-              "what_changed", "changes")
+    fields = ("at", "actor", "actor_name", "action", "target_type", "target_id", "target_repr", "via", "credential",
+              "summary", "what_changed", "changes")
     readonly_fields = ("what_changed",)
 
     @admin.display(description="What changed")

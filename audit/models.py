@@ -25,7 +25,9 @@ class AuditEvent(models.Model):
     target_repr = models.CharField(max_length=300)
     summary = models.CharField(max_length=500, blank=True)
     changes = models.JSONField(default=dict, blank=True)
-    via = models.CharField(max_length=20, default="portal", help_text="portal, admin or system")
+    via = models.CharField(max_length=20, default="portal", help_text="portal, api, admin or system")
+    credential = models.CharField(max_length=120, blank=True,
+                                  help_text="Through the API: the token used (its id and name, never the secret).")
 
     class Meta:
         ordering = ["-at", "-id"]

@@ -5,6 +5,7 @@ from decimal import Decimal
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
 
+from .context import acting
 from .models import AuditEvent
 
 MASK = "••••"
@@ -67,8 +68,10 @@ def status_change(field: str, old, new) -> dict:
 
 def audit_record(*, actor, action: str, target: models.Model, summary: str = "", changes: dict | None = None,
                  via: str = "") -> AuditEvent:
-    """Record an action; with no actor it was the system's own doing (a worker, beat)."""
-    via = via or ("portal" if actor is not None else "system")
+    """Record an action; with no actor it was the system's own doing (a worker, beat). Inside an API request the
+    event says so, and names the token (audit.context)."""
+    now = acting() if actor is not None else None
+    via = via or (now.via if now else "portal" if actor is not None else "system")
     return AuditEvent.objects.create(
         actor=actor if actor is not None and actor.is_authenticated else None,
         actor_name=actor.get_username() if actor is not None and actor.is_authenticated else "system",
@@ -79,6 +82,7 @@ def audit_record(*, actor, action: str, target: models.Model, summary: str = "",
         summary=summary[:500],
         changes=changes or {},
         via=via,
+        credential=now.credential if now else "",
     )
 
 

@@ -64,12 +64,16 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "axes",
     "simple_history",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "accounts",
     "audit",
     "models_registry",
     "deployments",
     "workspaces",
     "notifications",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -318,6 +322,38 @@ MLOPS_STRESS_REQUEUE_SECONDS = int(os.environ.get("MLOPS_STRESS_REQUEUE_SECONDS"
 # A capacity test's step holds its lease this long past the step's own duration; a worker killed in a step delays
 # the test this long (then it is queued again and the step measured anew).
 MLOPS_CAPACITY_LEASE_GRACE_SECONDS = int(os.environ.get("MLOPS_CAPACITY_LEASE_GRACE_SECONDS", "60"))
+
+# The REST API (/api/v1/, README "API for pipelines"): bearer tokens, or the portal session for the docs page.
+MLOPS_API_RATE = os.environ.get("MLOPS_API_RATE", "600/min")  # per token; DRF's rate format
+MLOPS_API_TOKEN_MAX_DAYS = env_int("MLOPS_API_TOKEN_MAX_DAYS", 366)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.auth.BearerTokenAuthentication", "api.auth.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.auth.RolePermission"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.auth.TokenRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.StrictJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "api.problems.handler",
+    "UNAUTHENTICATED_USER": None,
+    "STRICT_JSON": True,  # NaN and Infinity are refused, in and out
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MLOps portal API",
+    "DESCRIPTION": "Train, register, promote and roll back from pipelines, with the portal's own rules. "
+                   "Authenticate with `Authorization: Bearer mlp_…` (make a token under Settings → API tokens).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],  # like every page: signed in (or a token)
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"RunStatusEnum": "models_registry.models.TrainingRun.Status",
+                            "DeploymentStatusEnum": "deployments.models.Deployment.Status",
+                            "StepStatusEnum": "deployments.models.PromotionStep.Status",
+                            "TestOutcomeEnum": "deployments.models.verification.TestOutcome",
+                            "PromotionStateEnum": "deployments.models.Promotion.State"},
+}
 
 LOGGING = {
     "version": 1,

@@ -11,5 +11,7 @@ urlpatterns = [
     path("", include("workspaces.urls")),
     path("", include("audit.urls")),
     path("", include("notifications.urls")),
+    path("api/v1/", include("api.urls")),
+    path("", include("api.page_urls")),
     path("admin/", admin.site.urls),
 ]

@@ -149,6 +149,17 @@ def _capacity_proposal(w: World):
                                           p95_slo_ms=100, actor=None)
 
 
+def _engineer_token(w: World):
+    from django.contrib.auth import get_user_model
+
+    from api.tokens import token_create
+
+    if "token" not in w.extra:
+        user = get_user_model().objects.get(username="eve-engineer")
+        w.extra["token"], _ = token_create(user=user, name="pipeline", days=30, read_only=False)
+    return w.extra["token"]
+
+
 def _capacity_form(w: World, on: str) -> dict:
     return {"deployment": w.rows[on, "blue"].pk, "p95_slo_ms": 100, "error_rate_max": 0.01, "step_seconds": 5,
             "start_rps": 5, "max_rps": 100, "max_in_flight": 8, "payloads_from": w.stress_profile.pk}
@@ -239,6 +250,10 @@ ACTIONS = [
            FORBIDDEN, FORBIDDEN, ALLOWED),
     Action("deployments:capacity_apply", "production", lambda w: [_capacity_proposal(w).pk], lambda w: {},
            FORBIDDEN, FORBIDDEN, ALLOWED),
+    # API tokens: everyone makes their own; the owner or an admin revokes one (here the engineer's).
+    Action("api_pages:token_list", "-", lambda w: [], lambda w: {"name": "ci", "days": 30}, ALLOWED, ALLOWED, ALLOWED),
+    Action("api_pages:token_revoke", "-", lambda w: [_engineer_token(w).key_id], lambda w: {},
+           ALLOWED, FORBIDDEN, ALLOWED),
 ]
 
 # URLs that only show something: a POST to them must change nothing. Each with the arguments to reach it.
@@ -269,11 +284,13 @@ READ_ONLY = {
     "deployments:config_diff": lambda w: ["profiles", w.prod.profile.pk],
     "deployments:capacity_list": lambda w: [],
     "deployments:capacity_detail": lambda w: [_capacity_test(w, "done").pk],
+    "api_pages:token_list_all": lambda w: [],
 }
 PUBLIC = {"login"}  # the only view marked login_not_required; its throttling is tested in tests/test_login.py
 # Django admin checks its own permissions (staff only, per model); tested in tests/test_audit.py and
-# tests/deployments/test_production_guard.py.
-NOT_HERE = ("admin",)
+# tests/deployments/test_production_guard.py. The API answers JSON, not pages: its own matrix is
+# tests/api/test_api_access.py.
+NOT_HERE = ("admin", "api")
 
 
 def _walk(patterns, prefix="", namespace=""):
@@ -304,7 +321,7 @@ def test_every_url_is_in_the_matrix():
 def snapshot() -> dict:
     """Every row of the portal's own apps (and users and groups), field by field, and the audit log."""
     state = {}
-    for app in ("auth", "accounts", "audit", "models_registry", "deployments", "workspaces", "notifications"):
+    for app in ("auth", "accounts", "audit", "models_registry", "deployments", "workspaces", "notifications", "api"):
         for model in apps.get_app_config(app).get_models():
             state[model._meta.label] = sorted(map(repr, model.objects.order_by("pk").values_list()))
     return state
