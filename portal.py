@@ -37,7 +37,7 @@ def ensure_venv(requirements: str) -> None:
         say(f"creating virtualenv in {VENV}")
         venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
     def digest_of(name: str) -> str:
-        files = [ROOT / "requirements.txt", ROOT / name]
+        files = [ROOT / "requirements.txt", ROOT / name, ROOT / "pyproject.toml"]
         return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
 
     digest = digest_of(requirements)
@@ -50,6 +50,9 @@ def ensure_venv(requirements: str) -> None:
     say(f"installing pinned dependencies from {requirements} (first time takes a few minutes)")
     subprocess.run([str(VENV_PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                     "-r", str(ROOT / requirements)], check=True)
+    # The project itself, editable: the `mlops-portal` command (.venv/bin/mlops-portal) for pipelines.
+    subprocess.run([str(VENV_PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+                    "--no-build-isolation", "-e", str(ROOT)], check=True)
     stamp.write_text(digest)
 
 

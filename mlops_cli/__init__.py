@@ -1,0 +1,1 @@
+"""mlops-portal: the portal's command-line client, for pipelines (README, "Command line")."""
