@@ -1,7 +1,12 @@
 """The API, as the command line calls it: one session, the token in a header, problem details as exceptions."""
 from __future__ import annotations
 
+import time
+
 import requests
+
+RETRIES = 4  # a GET, or a POST with an idempotency key, is sent again after a dropped connection or a 502/503/504
+RETRY_STATUSES = (502, 503, 504)
 
 
 class PortalError(Exception):
@@ -25,11 +30,21 @@ class Portal:
     def call(self, method: str, path: str, body: dict | None = None, *, idempotency_key: str = "",
              params: dict | None = None) -> dict:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        try:
-            response = self.session.request(method, self.base + path, json=body, params=params, headers=headers,
-                                            timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise PortalError(f"Could not reach the portal at {self.base}: {exc}") from None
+        retries = RETRIES if method == "GET" or idempotency_key else 0
+        for attempt in range(retries + 1):
+            wait = min(2 ** attempt, 10)
+            try:
+                response = self.session.request(method, self.base + path, json=body, params=params,
+                                                headers=headers, timeout=self.timeout)
+            except requests.RequestException as exc:
+                if attempt == retries:
+                    raise PortalError(f"Could not reach the portal at {self.base}: {exc}") from None
+                time.sleep(wait)
+                continue
+            if response.status_code not in RETRY_STATUSES or attempt == retries:
+                break
+            time.sleep(float(response.headers.get("Retry-After", wait)) if response.headers.get(
+                "Retry-After", "").isdigit() else wait)
         if response.status_code >= 400:
             try:
                 problem = response.json()

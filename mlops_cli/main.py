@@ -187,10 +187,20 @@ def parser() -> argparse.ArgumentParser:
                      help="an API token (default: $MLOPS_PORTAL_TOKEN; better there than on a command line)")
     top.add_argument("--ca-bundle", default=os.environ.get("REQUESTS_CA_BUNDLE", ""),
                      help="CA certificates for a portal behind a private CA")
-    shown = top.add_mutually_exclusive_group()
-    shown.add_argument("--progress", action="store_true", default=None, help="progress on stderr even off a terminal")
-    shown.add_argument("--quiet", action="store_true", help="no progress")
-    commands = top.add_subparsers(dest="command", required=True)
+    output = argparse.ArgumentParser(add_help=False)  # also taken after the command: "promote ... --progress"
+    for where, default in ((top, False), (output, argparse.SUPPRESS)):
+        shown = where.add_mutually_exclusive_group()
+        shown.add_argument("--progress", action="store_true", default=default,
+                           help="progress on stderr even off a terminal")
+        shown.add_argument("--quiet", action="store_true", default=default, help="no progress")
+    subparsers = top.add_subparsers(dest="command", required=True)
+
+    class Commands:
+        @staticmethod
+        def add_parser(name, **kwargs):
+            return subparsers.add_parser(name, parents=[output], **kwargs)
+
+    commands = Commands()
 
     def waiting(command, default_timeout: float):
         command.add_argument("--wait", action="store_true", help="wait until it ends; the exit code says how")
