@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -52,6 +52,9 @@ class Cursor(pagination.CursorPagination):
     max_page_size = 200
     ordering = "-id"
 
+    def get_page_size(self, request):
+        return _int_param(request, self.page_size_query_param, self.page_size, 1, self.max_page_size)
+
 
 class PortalAPIView(APIView):
     """Every API view: audit events recorded while it runs say via=api and name the token."""
@@ -59,6 +62,11 @@ class PortalAPIView(APIView):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
+        for name, values in request.query_params.lists():
+            if len(values) > 1:
+                raise serializers.ValidationError({name: ["Give this parameter once."]})
+            if values[0] == "" and name != "format":
+                raise serializers.ValidationError({name: ["Give a value, or leave the parameter out."]})
         credential = str(request.auth) if isinstance(request.auth, ApiToken) else "session"
         self._acting = acting_as(Acting(via="api", credential=f"token {credential}"
                                         if isinstance(request.auth, ApiToken) else credential))
@@ -92,10 +100,14 @@ def _time_param(request, name: str) -> datetime | None:
     raw = request.query_params.get(name)
     if not raw:
         return None
-    at = parse_datetime(raw) if "\x00" not in raw else None
-    if at is None:
+    try:
+        at = parse_datetime(raw)
+        at = (timezone.make_aware(at) if timezone.is_naive(at) else at).astimezone(UTC) if at else None
+    except (ValueError, OverflowError):  # 2026-02-30, an offset past ±24 h, a year past 9999 in UTC
+        at = None
+    if at is None or at.year < 1900:
         raise serializers.ValidationError({name: ["An ISO 8601 date and time is required, e.g. 2026-12-01T09:30:00Z."]})
-    return timezone.make_aware(at) if timezone.is_naive(at) else at
+    return at
 
 
 # --- who am I -----------------------------------------------------------------------------------------------------

@@ -348,6 +348,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "api.schema.problem_responses"],
     "ENUM_NAME_OVERRIDES": {"RunStatusEnum": "models_registry.models.TrainingRun.Status",
                             "DeploymentStatusEnum": "deployments.models.Deployment.Status",
                             "StepStatusEnum": "deployments.models.PromotionStep.Status",
