@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "deployments",
     "workspaces",
     "notifications",
+    "webhooks",
     "api",
 ]
 
@@ -253,6 +254,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "deployments.tasks.capacity_tests_resume",
         "schedule": timedelta(seconds=int(os.environ.get("MLOPS_RESUME_STALE_EVERY", "30"))),
     },
+    "resume-webhook-deliveries": {  # deliveries made while the queue was down, or whose worker died
+        "task": "webhooks.tasks.deliveries_resume",
+        "schedule": timedelta(seconds=int(os.environ.get("MLOPS_RESUME_STALE_EVERY", "30"))),
+    },
     "resume-deliveries": {  # notifications made while the queue was down
         "task": "notifications.tasks.deliveries_resume",
         "schedule": timedelta(seconds=int(os.environ.get("MLOPS_RESUME_STALE_EVERY", "30"))),
@@ -322,6 +327,11 @@ MLOPS_STRESS_REQUEUE_SECONDS = int(os.environ.get("MLOPS_STRESS_REQUEUE_SECONDS"
 # A capacity test's step holds its lease this long past the step's own duration; a worker killed in a step delays
 # the test this long (then it is queued again and the step measured anew).
 MLOPS_CAPACITY_LEASE_GRACE_SECONDS = int(os.environ.get("MLOPS_CAPACITY_LEASE_GRACE_SECONDS", "60"))
+
+# Webhooks (README "Webhooks"): retries with waits of BACKOFF, 2×, 4×...; private addresses refused unless allowed.
+MLOPS_WEBHOOK_RETRIES = env_int("MLOPS_WEBHOOK_RETRIES", 6)
+MLOPS_WEBHOOK_BACKOFF_SECONDS = float(os.environ.get("MLOPS_WEBHOOK_BACKOFF_SECONDS", "10"))
+MLOPS_WEBHOOK_ALLOW_PRIVATE = env_bool("MLOPS_WEBHOOK_ALLOW_PRIVATE", False)
 
 # The REST API (/api/v1/, README "API for pipelines"): bearer tokens, or the portal session for the docs page.
 MLOPS_API_RATE = os.environ.get("MLOPS_API_RATE", "600/min")  # per token; DRF's rate format

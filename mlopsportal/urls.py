@@ -13,5 +13,6 @@ urlpatterns = [
     path("", include("notifications.urls")),
     path("api/v1/", include("api.urls")),
     path("", include("api.page_urls")),
+    path("", include("webhooks.urls")),
     path("admin/", admin.site.urls),
 ]

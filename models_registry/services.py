@@ -23,7 +23,9 @@ from mlopsportal.backends.base import RegisteredArtifact
 from mlopsportal.lib.queue import enqueue
 from mlopsportal.lib.refusals import in_words
 from notifications.models import Event
-from notifications.services import notify
+from notifications.services import link_to, notify
+from webhooks import services as webhooks
+from webhooks.models import Event as Hook
 
 from .models import ModelVersion, RegisteredModel, TrainingRun
 
@@ -159,6 +161,11 @@ def _notify_ended(run: TrainingRun, status: str, fields: dict) -> None:
         lines.append("Metrics: " + ", ".join(f"{name} {value}" for name, value in list(metrics.items())[:10]))
     if fields.get("registration_error"):
         lines.append(f"Not registered: {fields['registration_error'][:300]}")
+    if status in (Status.SUCCEEDED, Status.FAILED):
+        webhooks.emit(Hook.RUN_SUCCEEDED if status == Status.SUCCEEDED else Hook.RUN_FAILED, {
+            "run": run.pk, "example": run.example, "experiment": run.experiment_name, "status": status,
+            "metrics": metrics, "error": error.splitlines()[0][:300] if error else "",
+            "url": link_to(run.get_absolute_url())})
     notify(Event.RUN_ENDED, users=[run.launched_by], path=run.get_absolute_url(),
            subject=f"Training {run} {said}", body="\n".join(lines))
 
@@ -350,4 +357,7 @@ def _version_record(*, run: TrainingRun, model: RegisteredModel, actor, number: 
         model.save(update_fields=["latest_version", "updated_at"])
         audit_record(actor=actor, action=AuditEvent.Action.REGISTER, target=version,
                      summary=f"registered {version} from {run}", changes={"metrics": run.metrics})
+        webhooks.emit(Hook.VERSION_REGISTERED, {"model": model.name, "version": number, "ref": f"{model.name}:{number}",
+                                                "metrics": run.metrics, "run": run.pk,
+                                                "url": link_to(version.get_absolute_url())})
     return version

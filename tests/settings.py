@@ -12,6 +12,9 @@ os.environ.setdefault("MLOPS_EXTRA_EXAMPLES_DIRS", str(Path(__file__).parent / "
 os.environ.setdefault("CELERY_QUEUE", f"mlops-test-{os.getpid()}")
 os.environ.setdefault("MLOPS_TRAINING_POLL_SECONDS", "0.5")
 os.environ.setdefault("MLOPS_DEPLOY_POLL_SECONDS", "0.5")
+# The tests' webhook receivers listen on 127.0.0.1; tests/test_webhooks.py turns the refusal back on to test it.
+os.environ.setdefault("MLOPS_WEBHOOK_ALLOW_PRIVATE", "1")
+os.environ.setdefault("MLOPS_WEBHOOK_BACKOFF_SECONDS", "0.3")
 
 
 def _free_port() -> int:

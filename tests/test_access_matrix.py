@@ -160,6 +160,20 @@ def _engineer_token(w: World):
     return w.extra["token"]
 
 
+def _webhook(w: World):
+    from webhooks.models import Subscription
+
+    return Subscription.objects.get_or_create(name="pipeline", defaults={
+        "url": "http://127.0.0.1:9/hook", "events": ["rollback"]})[0]
+
+
+def _webhook_delivery(w: World):
+    from webhooks.models import Delivery
+
+    return Delivery.objects.create(subscription=_webhook(w), event="rollback", payload={"id": "x"},
+                                   status=Delivery.Status.FAILED, attempts=7)
+
+
 def _capacity_form(w: World, on: str) -> dict:
     return {"deployment": w.rows[on, "blue"].pk, "p95_slo_ms": 100, "error_rate_max": 0.01, "step_seconds": 5,
             "start_rps": 5, "max_rps": 100, "max_in_flight": 8, "payloads_from": w.stress_profile.pk}
@@ -254,6 +268,14 @@ ACTIONS = [
     Action("api_pages:token_list", "-", lambda w: [], lambda w: {"name": "ci", "days": 30}, ALLOWED, ALLOWED, ALLOWED),
     Action("api_pages:token_revoke", "-", lambda w: [_engineer_token(w).key_id], lambda w: {},
            ALLOWED, FORBIDDEN, ALLOWED),
+    # Webhooks: admins only (their pages show the signing secrets).
+    Action("webhooks:subscription_list", "-", lambda w: [],
+           lambda w: {"name": "ci", "url": "http://127.0.0.1:9/hook", "events": ["rollback"], "active": "on"},
+           FORBIDDEN, FORBIDDEN, ALLOWED),
+    Action("webhooks:subscription_delete", "-", lambda w: [_webhook(w).pk], lambda w: {},
+           FORBIDDEN, FORBIDDEN, ALLOWED),
+    Action("webhooks:delivery_redeliver", "-", lambda w: [_webhook_delivery(w).pk], lambda w: {},
+           FORBIDDEN, FORBIDDEN, ALLOWED),
 ]
 
 # URLs that only show something: a POST to them must change nothing. Each with the arguments to reach it.
@@ -285,6 +307,7 @@ READ_ONLY = {
     "deployments:capacity_list": lambda w: [],
     "deployments:capacity_detail": lambda w: [_capacity_test(w, "done").pk],
     "api_pages:token_list_all": lambda w: [],
+    "webhooks:subscription_detail": lambda w: [_webhook(w).pk],
 }
 PUBLIC = {"login"}  # the only view marked login_not_required; its throttling is tested in tests/test_login.py
 # Django admin checks its own permissions (staff only, per model); tested in tests/test_audit.py and
@@ -321,7 +344,8 @@ def test_every_url_is_in_the_matrix():
 def snapshot() -> dict:
     """Every row of the portal's own apps (and users and groups), field by field, and the audit log."""
     state = {}
-    for app in ("auth", "accounts", "audit", "models_registry", "deployments", "workspaces", "notifications", "api"):
+    for app in ("auth", "accounts", "audit", "models_registry", "deployments", "workspaces", "notifications", "api",
+                "webhooks"):
         for model in apps.get_app_config(app).get_models():
             state[model._meta.label] = sorted(map(repr, model.objects.order_by("pk").values_list()))
     return state

@@ -10,6 +10,8 @@ from audit.models import AuditEvent
 from audit.services import audit_record, field_diff, model_snapshot
 from mlopsportal.backends import get_backend
 from mlopsportal.backends.base import ServingLimits
+from webhooks import services as webhooks
+from webhooks.models import Event as Hook
 
 from ..models import CapacityProposal, CapacityTest, DeploymentProfile, Endpoint
 from ..serving import services as serving
@@ -38,6 +40,9 @@ def _write(kind: ConfigKind, obj, *, actor, note: str, summary: str, before: dic
     diff = field_diff(before, _snapshot(kind, obj))
     audit_record(actor=actor, action=AuditEvent.Action.CREATE if created else AuditEvent.Action.UPDATE, target=obj,
                  summary=f"{summary}. Note: {note}", changes={"diff": diff} if diff else {}, via=via)
+    webhooks.emit(Hook.CONFIG_CHANGED, {"kind": kind.slug, "id": obj.pk, "name": str(obj), "note": note,
+                                        "by": actor.get_username() if actor else "system",
+                                        "fields": [row["field"] for row in diff]})  # which, not the values
     return obj
 
 

@@ -34,7 +34,9 @@ from mlopsportal.backends import BackendError, get_backend
 from mlopsportal.lib.queue import enqueue
 from mlopsportal.lib.refusals import in_words
 from notifications.models import Event
-from notifications.services import notify, users_who_may
+from notifications.services import link_to, notify, users_who_may
+from webhooks import services as webhooks
+from webhooks.models import Event as Hook
 
 from ..models import (
     Deployment,
@@ -194,6 +196,9 @@ def promotion_decide(*, promotion: Promotion, actor, approve: bool, comment: str
                      summary=f"{'approved' if approve else 'rejected'} {promotion}: {comment}",
                      changes=status_change("state", promotion.state, State.RUNNING if approve else State.REJECTED))
         _notify_decided(promotion, actor=actor, approve=approve, comment=comment)
+        if not approve:
+            webhooks.emit(Hook.PROMOTION_FAILED, {**_promotion_facts(promotion), "state": "rejected",
+                                                  "decided_by": actor.get_username(), "comment": comment})
         if approve:
             enqueue(ADVANCE, promotion.pk, unavailable=lambda message: _waiting_for_queue(promotion, message))
         else:
@@ -568,6 +573,7 @@ def _finish(promotion: Promotion, step: PromotionStep) -> Outcome:
             audit_record(actor=None, action=AuditEvent.Action.UPDATE, target=promotion,
                          summary=f"{promotion} succeeded",
                          changes=status_change("state", State.RUNNING, State.SUCCEEDED))
+            webhooks.emit(Hook.PROMOTION_SUCCEEDED, {**_promotion_facts(promotion), "state": "succeeded"})
             audit_record(actor=promotion.requested_by, action=AuditEvent.Action.UPDATE,
                          target=promotion.production_endpoint,
                          summary=f"{promotion.version} now serves {promotion.production_endpoint.name} "
@@ -599,9 +605,18 @@ def _evidence_in_words(promotion: Promotion) -> str:
     return "\n".join(f"- {step.label}: {step.get_status_display().lower()}. {step.detail}".rstrip() for step in steps)
 
 
+def _promotion_facts(promotion: Promotion) -> dict:
+    """What a webhook says of a promotion: names and numbers, never a key."""
+    return {"promotion": promotion.pk, "kind": promotion.kind, "version": f"{promotion.version.model.name}:"
+            f"{promotion.version.version}", "production_endpoint": promotion.production_endpoint.name,
+            "requested_by": promotion.requested_by.get_username() if promotion.requested_by else None,
+            "reason": promotion.reason, "url": link_to(promotion.get_absolute_url())}
+
+
 def _notify_awaiting(promotion: Promotion) -> None:
     promotion = Promotion.objects.select_related("version__model", "production_endpoint", "requested_by").get(
         pk=promotion.pk)
+    webhooks.emit(Hook.PROMOTION_AWAITING, {**_promotion_facts(promotion), "state": "awaiting_approval"})
     requester = promotion.requested_by.get_username() if promotion.requested_by else "someone"
     approvers = users_who_may("deployments.approve_promotion").exclude(pk=promotion.requested_by_id)
     notify(Event.PROMOTION_AWAITING, users=approvers, path=promotion.get_absolute_url(),
@@ -623,6 +638,7 @@ def _notify_decided(promotion: Promotion, *, actor, approve: bool, comment: str)
 def _notify_failed(promotion: Promotion, reason: str) -> None:
     promotion = Promotion.objects.select_related("version__model", "production_endpoint", "requested_by",
                                                  "decided_by").get(pk=promotion.pk)
+    webhooks.emit(Hook.PROMOTION_FAILED, {**_promotion_facts(promotion), "state": "failed", "failure_reason": reason})
     notify(Event.PROMOTION_FAILED, users=[promotion.requested_by, promotion.decided_by],
            path=promotion.get_absolute_url(),
            subject=f"Promotion of {promotion.version} to {promotion.production_endpoint.name} failed",

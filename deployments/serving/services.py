@@ -34,7 +34,9 @@ from mlopsportal.lib.queue import enqueue
 from mlopsportal.lib.refusals import in_words
 from models_registry.models import ModelVersion
 from notifications.models import Event
-from notifications.services import notify, users_who_may
+from notifications.services import link_to, notify, users_who_may
+from webhooks import services as webhooks
+from webhooks.models import Event as Hook
 
 from ..models import Deployment, DeploymentProfile, Endpoint, Promotion, ReleaseEvent
 from .profile_import import ProfileImportError, profile_from_yaml
@@ -816,6 +818,10 @@ def endpoint_rollback(*, endpoint: Endpoint, actor, reason: str) -> Deployment:
     promoted = Promotion.objects.filter(production_deployment=current).select_related("requested_by").first()
     if promoted is not None and promoted.requested_by is not None:
         people.append(promoted.requested_by)  # whoever asked for the version rolled back from
+    webhooks.emit(Hook.ROLLBACK, {"endpoint": endpoint.name, "by": actor.get_username(), "reason": reason[:300],
+                                  "from_version": f"{current.model_version.model.name}:{current.model_version.version}",
+                                  "to_version": f"{target.model_version.model.name}:{target.model_version.version}",
+                                  "url": link_to(endpoint.get_absolute_url())})
     notify(Event.ROLLBACK, users=[p for p in people if p.pk != actor.pk], path=endpoint.get_absolute_url(),
            subject=f"{endpoint.name} was rolled back to {target.model_version}",
            body=f"{actor.get_username()} rolled {endpoint.name} back from {current.model_version} to "
