@@ -51,8 +51,8 @@ def ensure_venv(requirements: str) -> None:
     subprocess.run([str(VENV_PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                     "-r", str(ROOT / requirements)], check=True)
     # The project itself, editable: the `mlops-portal` command (.venv/bin/mlops-portal) for pipelines.
-    subprocess.run([str(VENV_PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-                    "--no-build-isolation", "-e", str(ROOT)], check=True)
+    subprocess.run([str(VENV_PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "-e",
+                    str(ROOT)], check=True)
     stamp.write_text(digest)
 
 
