@@ -10,7 +10,6 @@ full size: the query count must not grow with the rows (cursor pagination: no CO
 ms and queries per request. The target is p50 <= 15 ms at 100,000 versions.
 """
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_pages import configure_env  # noqa: E402
+from benchmarks.bench_pages import configure_env, measure  # noqa: E402
 
 
 def fill(versions: int, start: int = 1):
@@ -51,25 +50,6 @@ def fill(versions: int, start: int = 1):
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
     return model, last.training_run_id
-
-
-def measure(client, url: str, requests: int):
-    from django.db import connection
-
-    for _ in range(10):  # warm caches, connections
-        response = client.get(url)
-        assert response.status_code == 200, (url, response.status_code, response.content[:300])
-    queries = []
-    with connection.execute_wrapper(lambda execute, sql, params, many, context: (queries.append(sql),
-                                                                                execute(sql, params, many, context))[1]):
-        response = client.get(url)
-    timings = []
-    for _ in range(requests):
-        started = time.perf_counter()
-        client.get(url)
-        timings.append((time.perf_counter() - started) * 1000)
-    timings.sort()
-    return statistics.median(timings), timings[int(len(timings) * 0.95) - 1], timings[-1], len(queries)
 
 
 def main() -> None:
@@ -127,11 +107,11 @@ def main() -> None:
             ]
             print(f"{'route':<30}{'p50 ms':>8}{'p95 ms':>8}{'max ms':>8}{'queries':>9}")
             for who, label, url in routes:
-                p50, p95, most, queries = measure(clients[who], url, args.requests)
+                p50, p95, most, queries, _ = measure(clients[who], url, args.requests)
                 print(f"{label:<30}{p50:>8.1f}{p95:>8.1f}{most:>8.1f}{queries:>9}")
             next_page = clients["eve"].get("/api/v1/models/titanic/versions/").json()["next"]
-            p50, p95, most, queries = measure(clients["eve"], next_page.replace("http://testserver", ""),
-                                              args.requests)
+            p50, p95, most, queries, _ = measure(clients["eve"], next_page.replace("http://testserver", ""),
+                                                 args.requests)
             print(f"{'versions list, next page':<30}{p50:>8.1f}{p95:>8.1f}{most:>8.1f}{queries:>9}")
     finally:
         teardown_databases(old, verbosity=0)
