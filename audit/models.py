@@ -44,19 +44,7 @@ class AuditEvent(models.Model):
 
     @property
     def field_changes(self) -> list[dict]:
-        """What the event changed, field by field: [{field, old, new}]. Reads the {"diff": [...]} the log writes
-        now and the {field: [old, new]} pairs of older events; anything else it carries is not a field change."""
-        from .services import MASK, audit_value, is_secret
-
-        changes = self.changes if isinstance(self.changes, dict) else {}
-        if isinstance(changes.get("diff"), list):
-            return [row for row in changes["diff"] if isinstance(row, dict) and "field" in row]
-        rows = []
-        for field, pair in changes.items():
-            if isinstance(pair, list) and len(pair) == 2:
-                old, new = (MASK, MASK) if is_secret(field) else pair
-                rows.append({"field": field, "old": audit_value(old), "new": audit_value(new)})
-        return rows
+        return field_changes(self.changes)
 
     @property
     def field_changes_in_words(self) -> list[tuple[str, str, str]]:
@@ -75,3 +63,19 @@ class AuditEvent(models.Model):
         if self.pk is not None:
             raise ValueError("Audit events are append-only.")
         super().save(*args, **kwargs)
+
+
+def field_changes(changes) -> list[dict]:
+    """What an event's `changes` changed, field by field: [{field, old, new}]. Reads the {"diff": [...]} the log writes
+    now and the {field: [old, new]} pairs of older events; anything else it carries is not a field change."""
+    from .services import MASK, audit_value, is_secret
+
+    changes = changes if isinstance(changes, dict) else {}
+    if isinstance(changes.get("diff"), list):
+        return [row for row in changes["diff"] if isinstance(row, dict) and "field" in row]
+    rows = []
+    for field, pair in changes.items():
+        if isinstance(pair, list) and len(pair) == 2:
+            old, new = (MASK, MASK) if is_secret(field) else pair
+            rows.append({"field": field, "old": audit_value(old), "new": audit_value(new)})
+    return rows

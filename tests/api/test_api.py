@@ -3,16 +3,20 @@ import hashlib
 import json
 
 import pytest
+from django.contrib.contenttypes.models import ContentType
 from django.core.cache import cache
+from django.core.serializers.json import DjangoJSONEncoder
 from django.test import Client
-from django.urls import reverse
+from django.urls import reverse, set_script_prefix
 
+from api import serializers as s
 from api.models import ApiToken, IdempotencyKey
 from audit.models import AuditEvent
 from deployments.configs import revisions
 from deployments.models import Promotion
-from models_registry.models import TrainingRun
+from models_registry.models import ModelVersion, TrainingRun
 from tests.api.conftest import ApiClient, make_token
+from tests.models_registry.factories import make_model
 from tests.test_access_matrix import world  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.django_db
@@ -253,6 +257,38 @@ def test_lists_are_cursor_paginated(world, engineer_api):  # noqa: F811
     second = engineer_api.get(page["next"]).json()
     assert [v["version"] for v in second["results"]] == [1] and second["next"] is None
     assert "count" not in page  # no COUNT over every row
+
+
+@pytest.mark.parametrize("route, args, model, serializer", [
+    ("api:version-list", ["titanic"], ModelVersion, s.VersionSerializer),
+    ("api:run-list", [], TrainingRun, s.RunSerializer),
+    ("api:audit", [], AuditEvent, s.AuditEventSerializer),
+])
+def test_list_items_are_what_the_schema_says(world, manager, route, args, model, serializer):  # noqa: F811
+    """The long lists are read as values() rows (RowsMixin); each item must equal the schema's serializer on the
+    same row, so the two ways of reading cannot drift apart."""
+    other = make_model(manager, name="aaa-other", versions=1)  # a run that registered versions of two models
+    other.versions.update(training_run=world.version.training_run)
+    AuditEvent.objects.create(actor_name="old", action=AuditEvent.Action.UPDATE, target_repr="x", summary="old",
+                              target_type=ContentType.objects.get_for_model(ModelVersion), target_id="1",
+                              changes={"threshold": [1, 2], "api_key": ["a", "b"]})  # an older event's shape
+    api = ApiClient(make_token(manager))
+    items = api.get(reverse(route, args=args) + "?page_size=200").json()["results"]
+    key = "version" if model is ModelVersion else "id"
+    rows = {getattr(row, key): row for row in model.objects.filter(**{f"{key}__in": [i[key] for i in items]})}
+    assert len(items) >= 2 and len(rows) == len(items)
+    assert items == [json.loads(json.dumps(serializer(rows[i[key]]).data, cls=DjangoJSONEncoder)) for i in items]
+
+
+def test_paths_are_reversed_once_and_agree_with_reverse():
+    set_script_prefix("/portal/")
+    try:
+        assert s.path_for("api:version-detail", "titanic.v2-x", 12) == reverse("api:version-detail",
+                                                                              args=["titanic.v2-x", 12])
+        assert s.path_for("api:run-detail", 7) == reverse("api:run-detail", args=[7]) == "/portal/api/v1/runs/7/"
+    finally:
+        set_script_prefix("/")
+    assert s.path_for("api:run-detail", 7) == "/api/v1/runs/7/"
 
 
 def test_audit_is_filtered(world, manager):  # noqa: F811
