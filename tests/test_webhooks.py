@@ -1,6 +1,7 @@
 """Webhooks: signed deliveries to a receiver that checks the signature, retries to one that is down (and the log
 that shows them), redeliver, and the refusal of URLs into the portal's own network."""
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -132,6 +133,8 @@ def test_urls_into_the_portals_network_are_refused(settings, admin_client_, url)
     response = admin_client_.post(reverse("webhooks:subscription_list"),
                                   {"name": "bad", "url": url, "events": ["rollback"], "active": "on"})
     assert response.status_code == 400 and b"errorlist" in response.content
+    if url == "http://localhost:8000/":
+        assert re.search(rb"localhost is (127\.0\.0\.1|::1), which is a loopback", response.content)
     assert not Subscription.objects.exists()
 
 

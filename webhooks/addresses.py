@@ -28,5 +28,6 @@ def check_url(url: str) -> None:
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
         if not address.is_global or address.is_multicast:
-            raise AddressRefused(f"{parts.hostname} is {address}, a loopback, link-local, private or reserved "
-                                 "address: webhooks go to outside services only (MLOPS_WEBHOOK_ALLOW_PRIVATE).")
+            named = parts.hostname if parts.hostname == str(address) else f"{parts.hostname} is {address}, which"
+            raise AddressRefused(f"{named} is a loopback, link-local, private or reserved address: webhooks go "
+                                 "to outside services only (MLOPS_WEBHOOK_ALLOW_PRIVATE).")
