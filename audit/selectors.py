@@ -40,9 +40,10 @@ def audit_page(events: QuerySet[AuditEvent], *, before: int | None = None) -> tu
 
 
 def audit_rows(events: QuerySet[AuditEvent]) -> Iterator[list[str]]:
-    yield ["at (UTC)", "who", "via", "action", "object type", "object", "summary", "field", "old", "new"]
+    yield ["at (UTC)", "who", "via", "credential", "action", "object type", "object", "summary", "field", "old", "new"]
     for event in events.iterator(chunk_size=2000):
-        head = [event.at.astimezone(UTC).isoformat(), event.actor_name, event.via, event.get_action_display(),
+        head = [event.at.astimezone(UTC).isoformat(), event.actor_name, event.via, event.credential,
+                event.get_action_display(),
                 event.target_type.model, event.target_repr, event.summary]
         changes = event.field_changes_in_words
         if not changes:

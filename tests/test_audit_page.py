@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from audit.context import Acting, acting_as
 from audit.models import AuditEvent
 from audit.services import audit_record, field_diff
 from deployments.models import DeploymentProfile
@@ -59,13 +60,17 @@ def test_filters_old_and_new_values_and_refusals(manager_client, log):
     assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
 
 
-def test_csv_is_one_row_per_field_change_and_spreadsheet_safe(manager_client, log):
+def test_csv_is_one_row_per_field_change_and_spreadsheet_safe(manager_client, log, engineer):
+    with acting_as(Acting(via="api", credential="token mlp_0a1b2c3d4e5f (release)")):
+        audit_record(actor=engineer, action=AuditEvent.Action.UPDATE, target=log[1], summary="renamed by a pipeline")
     response = manager_client.get(URL, {"format": "csv"})
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
     assert rows[0][:2] == ["at (UTC)", "who"]
-    edits = [row for row in rows if row[6] == "edited small"]
-    assert [(row[7], row[8], row[9]) for row in edits] == [("instance count", "1", "3"), ("api key", "••••", "••••")]
-    assert any(row[6] == "'=cmd|' /C calc'!A0" for row in rows)
+    edits = [row for row in rows if row[7] == "edited small"]
+    assert [(row[8], row[9], row[10]) for row in edits] == [("instance count", "1", "3"), ("api key", "••••", "••••")]
+    assert any(row[7] == "'=cmd|' /C calc'!A0" for row in rows)
+    (piped,) = [row for row in rows if row[7] == "renamed by a pipeline"]
+    assert piped[2:4] == ["api", "token mlp_0a1b2c3d4e5f (release)"]
     filtered = manager_client.get(URL, {"format": "csv", "who": "system"})
     assert len(list(csv.reader(io.StringIO(b"".join(filtered.streaming_content).decode("utf-8-sig"))))) == 2
 
