@@ -9,13 +9,10 @@ core), emits --events events in one transaction, and waits until every delivery 
 and the receiver's count of good signatures. The target is 1,000 deliveries in under 60 s.
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,29 +36,12 @@ def main() -> None:
     from django.db import connection, transaction
     from django.test.utils import setup_databases, teardown_databases
 
+    from tests.receivers import WebhookReceiver
     from webhooks import services
     from webhooks.models import Delivery, Subscription
-    from webhooks.signing import verify
 
     old = setup_databases(verbosity=0, interactive=False)
-    good, bad = [0], [0]
-    secrets = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            name = self.path.strip("/")
-            ok = verify(secrets[name], self.headers["X-MLOps-Timestamp"], body, self.headers["X-MLOps-Signature"])
-            (good if ok else bad)[0] += 1
-            json.loads(body)
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    receiver = WebhookReceiver(status=204)
     db = connection.settings_dict
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "mlopsportal", "worker", "--without-mingle", "--without-gossip",
@@ -70,9 +50,8 @@ def main() -> None:
         env={**os.environ, "DATABASE_URL": f"postgres://postgres@{db['HOST']}:{db['PORT']}/{db['NAME']}"})
     try:
         for n in range(args.subscriptions):
-            s = Subscription.objects.create(name=f"r{n}", url=f"http://127.0.0.1:{server.server_port}/r{n}",
-                                            events=["rollback"])
-            secrets[f"r{n}"] = s.secret
+            s = Subscription.objects.create(name=f"r{n}", url=receiver.url_for(f"r{n}"), events=["rollback"])
+            receiver.secrets[f"r{n}"] = s.secret
         time.sleep(5)  # the worker is up
         total = args.events * args.subscriptions
         started = time.perf_counter()
@@ -87,12 +66,13 @@ def main() -> None:
         elapsed = time.perf_counter() - started
         print(f"{total} deliveries ({args.events} events x {args.subscriptions} subscriptions), one worker: "
               f"all sent in {elapsed:.1f} s ({total / elapsed:.0f}/s; recorded and queued in {queued:.2f} s); "
-              f"receiver: {good[0]} good signatures, {bad[0]} bad; failed deliveries: "
+              f"receiver: {sum(r['ok'] for r in receiver.received)} good signatures, "
+              f"{sum(not r['ok'] for r in receiver.received)} bad; failed deliveries: "
               f"{Delivery.objects.filter(status=Delivery.Status.FAILED).count()}")
     finally:
         worker.terminate()
         worker.wait(30)
-        server.shutdown()
+        receiver.close()
         connection.close()
         teardown_databases(old, verbosity=0)
 

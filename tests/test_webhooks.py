@@ -2,9 +2,7 @@
 that shows them), redeliver, and the refusal of URLs into the portal's own network."""
 import json
 import re
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.test import Client
@@ -13,43 +11,15 @@ from django.urls import reverse
 from deployments.models import DeploymentProfile
 from tests.api.conftest import ApiClient, make_token
 from tests.conftest import wait_for
+from tests.receivers import WebhookReceiver
 from webhooks import services
 from webhooks.models import Attempt, Delivery, Event, Subscription
 from webhooks.signing import REPLAY_WINDOW_SECONDS, sign, verify
 
 
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that checks each signature with the subscription's secret."""
-
-    def __init__(self, status: int = 200):
-        self.status, self.received, self.secret = status, [], ""
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                ok = verify(receiver.secret, self.headers["X-MLOps-Timestamp"], body,
-                            self.headers["X-MLOps-Signature"])
-                receiver.received.append({"ok": ok, "event": self.headers["X-MLOps-Event"],
-                                          "body": json.loads(body)})
-                self.send_response(receiver.status if ok else 401)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receiver():
-    r = Receiver()
+    r = WebhookReceiver()
     yield r
     r.close()
 
@@ -100,7 +70,7 @@ def test_a_change_reaches_a_receiver_signed(worker, receiver, admin_client_, adm
 @pytest.mark.django_db(transaction=True)
 def test_a_receiver_that_is_down_gets_retries_then_a_redelivery(start_celery, admin_client_, admin_user):
     start_celery("worker", MLOPS_WEBHOOK_RETRIES="2", MLOPS_WEBHOOK_BACKOFF_SECONDS="0.3")
-    down = Receiver(status=503)
+    down = WebhookReceiver(status=503)
     subscription = _subscribe(admin_client_, down.url, [Event.CONFIG_CHANGED])
     down.secret = subscription.secret
     profile = DeploymentProfile.objects.create(name="small")

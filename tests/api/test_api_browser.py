@@ -9,7 +9,7 @@ from django.urls import reverse
 from deployments.models import DeploymentProfile
 from tests.api.conftest import ApiClient, make_token
 from tests.conftest import look, sign_in, wait_for
-from tests.test_webhooks import Receiver
+from tests.receivers import WebhookReceiver
 from webhooks.models import Delivery, Subscription
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -69,7 +69,7 @@ def test_engineer_makes_uses_and_revokes_a_token_and_tries_the_docs(live_server,
 def test_admin_subscribes_a_receiver_and_reads_the_delivery_log(live_server, browser_page, worker, admin_user,
                                                                  engineer, manager, settings):
     page, base = browser_page, live_server.url
-    receiver = Receiver()
+    receiver = WebhookReceiver()
     try:
         make_token(engineer, name="release-pipeline")
         sign_in(page, base, admin_user)
