@@ -526,6 +526,27 @@ def _plain(value):
     return str(value)
 
 
+def _config_write(request, kind, obj, *, status: int) -> Response:
+    """Make or change `obj` from the body's values and note, through the same form and service as the pages."""
+    values = request.data.get("values") if isinstance(request.data, dict) else None
+    if not isinstance(values, dict):
+        raise serializers.ValidationError({"values": ["An object of field values is required."]})
+    unknown = sorted(set(values) - set(kind.fields))
+    if unknown:
+        raise serializers.ValidationError({"values": [f"Unknown field(s): {', '.join(unknown)}. "
+                                                      f"The fields are {', '.join(kind.fields)}."]})
+    note = request.data.get("note", "")
+    if not isinstance(note, str) or len(note) > 500:
+        raise serializers.ValidationError({"note": ["Text of at most 500 characters."]})
+    form = bound_from(kind, obj, {name: json.dumps(value) if isinstance(value, (list, dict)) else value
+                                  for name, value in values.items()}, note)
+    if not form.is_valid():
+        raise serializers.ValidationError({f"values.{field}" if field in kind.fields else field: errors
+                                           for field, errors in form.errors.items()})
+    saved = config_services.config_save(kind=kind, form=form, actor=request.user, via="api")
+    return Response(_config_body(kind, saved), status=status)
+
+
 class ConfigKindView(PortalAPIView):
     def perms_for(self, request):
         kind = _kind(self.kwargs["slug"])
@@ -545,26 +566,7 @@ class ConfigKindView(PortalAPIView):
         kind = _kind(slug)
         if not kind.creatable:
             raise ValidationError("Endpoints are made where they are served from, not here.")
-        return self._save(request, kind, kind.model(), status=201)
-
-    def _save(self, request, kind, obj, *, status: int):
-        values = request.data.get("values") if isinstance(request.data, dict) else None
-        if not isinstance(values, dict):
-            raise serializers.ValidationError({"values": ["An object of field values is required."]})
-        unknown = sorted(set(values) - set(kind.fields))
-        if unknown:
-            raise serializers.ValidationError({"values": [f"Unknown field(s): {', '.join(unknown)}. "
-                                                          f"The fields are {', '.join(kind.fields)}."]})
-        note = request.data.get("note", "")
-        if not isinstance(note, str) or len(note) > 500:
-            raise serializers.ValidationError({"note": ["Text of at most 500 characters."]})
-        form = bound_from(kind, obj, {name: json.dumps(value) if isinstance(value, (list, dict)) else value
-                                      for name, value in values.items()}, note)
-        if not form.is_valid():
-            raise serializers.ValidationError({f"values.{field}" if field in kind.fields else field: errors
-                                               for field, errors in form.errors.items()})
-        saved = config_services.config_save(kind=kind, form=form, actor=request.user, via="api")
-        return Response(_config_body(kind, saved), status=status)
+        return _config_write(request, kind, kind.model(), status=201)
 
 
 class ConfigDetailView(PortalAPIView):
@@ -597,7 +599,7 @@ class ConfigDetailView(PortalAPIView):
         if base != count:
             raise ValidationError(f"Revision {count} was saved since revision {base}: read it again and make your "
                                   f"change on it.")
-        return ConfigKindView._save(self, request, kind, obj, status=200)
+        return _config_write(request, kind, obj, status=200)
 
 
 # --- audit --------------------------------------------------------------------------------------------------------
