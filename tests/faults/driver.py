@@ -3,6 +3,7 @@ folder and queue), as an operator's script would: prepare versions, start and ap
 stand. Prints JSON.
 
     python -m tests.faults.driver prepare | promote VERSION_ID STRESS_ID | approve PROMOTION_ID | state PROMOTION_ID
+    python -m tests.faults.driver subscribe URL | emit | deliveries
 """
 import json
 import os
@@ -28,6 +29,8 @@ def main(argv: list[str]) -> dict:
     from models_registry.models import ModelVersion
     from tests.deployments.conftest import make_version, titanic_trained_once
     from tests.deployments.test_promotion import SIX
+    from webhooks import services as webhooks
+    from webhooks.models import Delivery, Event, Subscription
 
     users = get_user_model().objects
     command, args = argv[0], argv[1:]
@@ -81,6 +84,14 @@ def main(argv: list[str]) -> dict:
             "owned": owned,
             "production_creates": {name: prod.deployments.filter(name=name).count() for name in ("blue", "green")},
         }
+    if command == "subscribe":  # a webhook to URL for configuration changes; its signing secret
+        subscription = Subscription.objects.create(name="faults", url=args[0], events=[Event.CONFIG_CHANGED])
+        return {"secret": subscription.secret}
+    if command == "emit":  # a configuration change event, queued after its commit as the portal queues it
+        return {"queued": webhooks.emit(Event.CONFIG_CHANGED, {"kind": "profile", "name": "faults"})}
+    if command == "deliveries":
+        return {"deliveries": [{"status": d.status, "attempts": [a.status_code for a in d.attempt_log.all()]}
+                               for d in Delivery.objects.order_by("pk")]}
     raise SystemExit(f"unknown command {command}")
 
 

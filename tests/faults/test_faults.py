@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -22,6 +23,7 @@ import requests
 
 from mlopsportal.backends.local import LocalBackend
 from tests.conftest import ROOT
+from tests.receivers import WebhookReceiver
 
 from .conftest import RESULTS
 
@@ -159,6 +161,7 @@ def portal(tmp_path_factory):
         "MLOPS_RESUME_STALE_EVERY": "2", "MLOPS_RECONCILE_EVERY": "3", "MLOPS_PROMOTION_STALE_SECONDS": "6",
         "MLOPS_PROMOTION_LEASE_SECONDS": "20", "MLOPS_TRAINING_STALE_SECONDS": "10", "MLOPS_PROMOTION_STEP_RETRIES": "6",
         "MLOPS_DEPLOY_POLL_SECONDS": "0.5", "MLOPS_TRAINING_POLL_SECONDS": "0.5", "PYTHONUNBUFFERED": "1",
+        "MLOPS_WEBHOOK_ALLOW_PRIVATE": "1",  # the suite's webhook receiver is on 127.0.0.1
     })
     portal = Portal(ROOT, data, env, dsn, web, router)
     log = ROOT / "test-artifacts" / "faults-portal.log"
@@ -198,6 +201,32 @@ def logs_in(portal: Portal, username: str, password: str) -> bool:
         "username": username, "password": password, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
         headers={"Referer": portal.web + "/accounts/login/"})
     return response.status_code == 302
+
+
+def webhook_delivery_survives_a_dead_worker(portal: Portal) -> None:
+    """kill -9 of the worker while it waits on a receiver: the delivery is held for the attempt's timeout, then
+    beat's resume sends it again; it ends sent, once, with the same delivery id the receiver can drop twice on."""
+    release = threading.Event()
+    hook = WebhookReceiver(hold=release)  # the first POST hangs until released
+    try:
+        hook.secret = portal.driver("subscribe", hook.url)["secret"]
+        assert portal.driver("emit")["queued"] == 1
+        portal.wait(lambda: hook.received, 30, "the webhook delivery to reach the receiver")
+        old = portal.kill("worker")
+        portal.restarted("worker", old)
+        release.set()
+        took = portal.wait(lambda: portal.sql("SELECT status FROM webhooks_delivery") == [("sent",)], 120,
+                           "the webhook delivery to be sent after the worker's death", interval=0.5)
+        (delivery,) = portal.driver("deliveries")["deliveries"]
+        ids = {got["delivery"] for got in hook.received}
+        ok = delivery["attempts"] == [200] and len(hook.received) >= 2 and len(ids) == 1 and \
+            all(got["ok"] for got in hook.received)
+        record("kill -9 worker mid webhook delivery", ok,
+               f"sent {took:.0f} s after the kill, attempts logged {delivery['attempts']}; the receiver got the same "
+               f"delivery id {len(hook.received)} times, signed")
+        assert ok, (delivery, hook.received)
+    finally:
+        hook.close()
 
 
 def test_every_fault_is_survived(portal):
@@ -253,6 +282,8 @@ def test_every_fault_is_survived(portal):
     assert len([d for d in prod.values() if d["version"] == 2]) <= 1, facts  # never two deployments of v2
     record("production traffic after the promotion", serving == expected, f"{serving} (version: percent)")
     assert portal.wait(portal.score, 30, "scoring after the promotion") < 30
+
+    webhook_delivery_survives_a_dead_worker(portal)
 
     old = portal.kill("beat")
     took = portal.restarted("beat", old)
