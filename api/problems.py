@@ -11,17 +11,17 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from mlopsportal.backends import BackendError
+from mlopsportal.lib.problem_types import problem_type
 from mlopsportal.lib.queue import QueueUnavailable
 from mlopsportal.lib.refusals import in_words
 
 log = logging.getLogger(__name__)
 PROBLEM_TYPE = "application/problem+json"
-TYPE_BASE = "https://github.com/mlops-portal/mlops-portal/blob/main/docs/api.md#"
 
 
 def problem(status_code: int, title: str, detail: str, *, kind: str, errors: list[dict] | None = None,
             headers: dict | None = None) -> Response:
-    body = {"type": TYPE_BASE + kind, "title": title, "status": status_code, "detail": detail}
+    body = {"type": problem_type(kind), "title": title, "status": status_code, "detail": detail}
     if errors:
         body["errors"] = errors
     return Response(body, status=status_code, content_type=PROBLEM_TYPE, headers=headers)

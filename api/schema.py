@@ -1,6 +1,8 @@
 """How the schema (drf-spectacular) describes the API's two ways to authenticate."""
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
+from mlopsportal.lib.problem_types import PROBLEM_KINDS, TYPE_BASE
+
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
     target_class = "api.auth.BearerTokenAuthentication"
@@ -24,7 +26,9 @@ PROBLEM = {
     "type": "object", "required": ["type", "title", "status", "detail"],
     "description": "RFC 9457 problem details.",
     "properties": {
-        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "type": {"type": "string", "enum": [TYPE_BASE + kind for kind in PROBLEM_KINDS],
+                 "description": "The kind of problem, a tag URI: `tag:mlops-portal,2026:problem:<kind>`."},
+        "title": {"type": "string"}, "status": {"type": "integer"},
         "detail": {"type": "string"},
         "errors": {"type": "array", "items": {"type": "object", "required": ["field", "message"], "properties": {
             "field": {"type": "string", "description": "The field at fault (dotted path); empty: the request."},

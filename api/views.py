@@ -32,6 +32,7 @@ from deployments.promotions import services as promotion_services
 from deployments.serving import releases
 from deployments.serving import services as serving_services
 from mlopsportal.backends import BackendError, get_backend
+from mlopsportal.lib.problem_types import problem_type
 from models_registry import services as registry_services
 from models_registry.models import ModelVersion, RegisteredModel, TrainingRun
 
@@ -39,7 +40,7 @@ from . import serializers as s
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
 from .idempotency import idempotent
 from .models import ApiToken
-from .problems import PROBLEM_TYPE, TYPE_BASE
+from .problems import PROBLEM_TYPE
 
 IDEMPOTENCY = OpenApiParameter(IDEMPOTENCY_HEADER, OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
                                description="The same key again (from the same user) returns the first answer and "
@@ -625,5 +626,5 @@ class AuditList(PortalListView):
 
 
 def not_found(request, *args, **kwargs):
-    return JsonResponse({"type": TYPE_BASE + "not-found", "title": "Not found", "status": 404,
+    return JsonResponse({"type": problem_type("not-found"), "title": "Not found", "status": 404,
                          "detail": "There is no such API route."}, status=404, content_type=PROBLEM_TYPE)

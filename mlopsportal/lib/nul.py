@@ -3,6 +3,8 @@ text holding one ("A string literal cannot contain NUL"), so `/models/%00/` or `
 from django.core.exceptions import BadRequest
 from django.http import Http404, JsonResponse
 
+from .problem_types import problem_type
+
 API_PREFIX = "/api/"  # its errors are problem details (RFC 9457), not pages
 
 
@@ -14,18 +16,18 @@ class RefuseNulMiddleware:
         api = request.path.startswith(API_PREFIX)
         if "\x00" in request.path:
             if api:
-                return _problem(404, "Not found", "There is no such API route.")
+                return _problem(404, "not-found", "Not found", "There is no such API route.")
             raise Http404("No such page.")  # no page has such a name
         if _holds_nul(request.GET) or (request.method == "POST" and _holds_nul(request.POST)):
             message = "A field holds a NUL character (\\0), which the portal does not accept."
             if api:
-                return _problem(400, "Bad request", message)
+                return _problem(400, "invalid", "Bad request", message)
             raise BadRequest(message)
         return self.get_response(request)
 
 
-def _problem(status: int, title: str, detail: str) -> JsonResponse:
-    return JsonResponse({"type": "about:blank", "title": title, "status": status, "detail": detail}, status=status,
+def _problem(status: int, kind: str, title: str, detail: str) -> JsonResponse:
+    return JsonResponse({"type": problem_type(kind), "title": title, "status": status, "detail": detail}, status=status,
                         content_type="application/problem+json")
 
 

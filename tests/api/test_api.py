@@ -14,6 +14,7 @@ from api.models import ApiToken, IdempotencyKey
 from audit.models import AuditEvent
 from deployments.configs import revisions
 from deployments.models import Promotion
+from mlopsportal.lib.problem_types import PROBLEM_KINDS, problem_type
 from models_registry.models import ModelVersion, TrainingRun
 from tests.api.conftest import ApiClient, make_token
 from tests.models_registry.factories import make_model
@@ -147,6 +148,15 @@ def test_unknown_routes_and_rows_are_problem_404s(engineer_api):
                 reverse("api:model-detail", args=["missing"])):
         response = engineer_api.get(url)
         assert response.status_code == 404 and response["Content-Type"] == "application/problem+json"
+        assert response.json()["type"] == "tag:mlops-portal,2026:problem:not-found"
+
+
+def test_a_problem_type_is_one_of_the_kinds_the_schema_lists(engineer_api):
+    with pytest.raises(ValueError):
+        problem_type("oops")
+    schema = engineer_api.get("/api/v1/schema/?format=json").json()
+    listed = schema["components"]["schemas"]["Problem"]["properties"]["type"]["enum"]
+    assert listed == [problem_type(kind) for kind in PROBLEM_KINDS]
 
 
 def test_bad_query_parameters_are_400s(engineer_api, world):  # noqa: F811
