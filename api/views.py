@@ -3,12 +3,11 @@ services refuse comes back as problem details (api.problems). Lists are cursor-p
 from __future__ import annotations
 
 import json
-import mimetypes
 from datetime import UTC, datetime
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -31,9 +30,10 @@ from deployments.promotions import selectors as promotion_selectors
 from deployments.promotions import services as promotion_services
 from deployments.serving import releases
 from deployments.serving import services as serving_services
-from mlopsportal.backends import BackendError, get_backend
+from mlopsportal.backends import get_backend
 from mlopsportal.lib.problem_types import problem_type
 from models_registry import services as registry_services
+from models_registry.downloads import artifact_file_response
 from models_registry.models import ModelVersion, RegisteredModel, TrainingRun
 
 from . import serializers as s
@@ -204,18 +204,7 @@ class VersionFile(PortalAPIView):
         (200, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request, name, version, path):
         version = _version(name, version)
-        entry = next((f for f in version.artifact_files if f["path"] == path), None)
-        if entry is None:
-            raise Http404("No such file in this version.")
-        try:
-            handle = get_backend().artifact_open(version.artifact_uri, path)
-        except BackendError as exc:
-            raise Http404(str(exc)) from exc
-        response = FileResponse(handle, as_attachment=True,
-                                filename=f"{name}-v{version.version}-{path.replace('/', '_')}",
-                                content_type=mimetypes.guess_type(path)[0] or "application/octet-stream")
-        response["X-Checksum-SHA256"] = entry["sha256"]
-        return response
+        return artifact_file_response(version, path)
 
 
 # --- training runs ------------------------------------------------------------------------------------------------

@@ -1,5 +1,4 @@
 """Pages of the model registry: models, versions, training runs, launching and registering."""
-import mimetypes
 from datetime import datetime
 
 from django.contrib import messages
@@ -7,7 +6,6 @@ from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -19,12 +17,13 @@ from deployments.promotions.forms import PromoteForm
 from deployments.serving import releases
 from deployments.serving.forms import DeployToStagingForm
 from deployments.verification.selectors import capacity_change
-from mlopsportal.backends import BackendError, get_backend
+from mlopsportal.backends import BackendError
 from mlopsportal.lib.exports import csv_response
 from mlopsportal.lib.forms import form_errors_text
 from mlopsportal.lib.queue import QueueUnavailable
 
 from . import compare, selectors, services, timeline
+from .downloads import artifact_file_response
 from .forms import ModelEditForm, RegisterVersionForm, TimelineFilterForm, TrainingLaunchForm
 from .models import ModelVersion, RegisteredModel, TrainingRun
 
@@ -152,17 +151,7 @@ def version_detail(request, name, version):
 @permission_required("models_registry.view_modelversion", raise_exception=True)
 def version_download(request, name, version, path):
     version = get_object_or_404(ModelVersion.objects.select_related("model"), model__name=name, version=version)
-    entry = next((f for f in version.artifact_files if f["path"] == path), None)
-    if entry is None:
-        raise Http404("No such file in this version.")
-    try:
-        handle = get_backend().artifact_open(version.artifact_uri, path)
-    except BackendError as exc:
-        raise Http404(str(exc)) from exc
-    response = FileResponse(handle, as_attachment=True, filename=f"{name}-v{version.version}-{path.replace('/', '_')}",
-                            content_type=mimetypes.guess_type(path)[0] or "application/octet-stream")
-    response["X-Checksum-SHA256"] = entry["sha256"]
-    return response
+    return artifact_file_response(version, path)
 
 
 # --- training runs ------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from django.urls import reverse
 
 from audit.models import AuditEvent
 from models_registry.models import ModelVersion, RegisteredModel, TrainingRun
+from tests.api.conftest import ApiClient, make_token
 
 from .factories import make_model, make_run
 
@@ -289,6 +290,10 @@ def test_manual_register_then_download_with_checksum(engineer_client, engineer, 
     assert b"".join(download.streaming_content) == b"weights"
     assert download["X-Checksum-SHA256"] == next(f["sha256"] for f in version.artifact_files if f["path"] == "model.bin")
     assert "attachment" in download["Content-Disposition"]
+    through_api = ApiClient(make_token(engineer)).get(reverse("api:version-file", args=["fresh", 1, "model.bin"]))
+    assert b"".join(through_api.streaming_content) == b"weights"
+    assert through_api["X-Checksum-SHA256"] == download["X-Checksum-SHA256"]
+    assert through_api["Content-Disposition"] == download["Content-Disposition"]
 
     again = engineer_client.post(reverse("models_registry:run_register", args=[run.pk]), {"model": version.model.pk},
                                  follow=True)
