@@ -9,7 +9,6 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseStopPolling
 
 from audit.services import audit_events_for
 from deployments.models import FunctionalTestRun, StressRun
@@ -20,6 +19,7 @@ from deployments.verification.selectors import capacity_change
 from mlopsportal.backends import BackendError
 from mlopsportal.lib.exports import csv_response
 from mlopsportal.lib.forms import form_errors_text
+from mlopsportal.lib.polling import polled_fragment
 from mlopsportal.lib.queue import QueueUnavailable
 
 from . import compare, selectors, services, timeline
@@ -165,10 +165,9 @@ def run_list(request):
     any_active = any(run.is_active for run in page)
     context = {"page": page, "status": status, "statuses": TrainingRun.Status.choices, "any_active": any_active}
     if request.htmx and request.htmx.target == "run-table":
-        response = render(request, "models_registry/run_list.html#run-table", context)
-        if not any_active and request.htmx.trigger_name != "status":
-            response.status_code = HttpResponseStopPolling.status_code
-        return response
+        # The status filter asks for the table too: that answer must not stop a poll that is not running.
+        return polled_fragment(request, "models_registry/run_list.html#run-table", context,
+                               settled=not any_active and request.htmx.trigger_name != "status", refresh=False)
     return render(request, "models_registry/run_list.html", context)
 
 
@@ -179,12 +178,8 @@ def run_detail(request, pk):
     context = {"run": run, "versions": run.versions.select_related("model"), "events": audit_events_for(run),
                "register_form": RegisterVersionForm(initial={"model": run.register_as_id})}
     if request.htmx and request.htmx.target == "run-live":
-        response = render(request, "models_registry/run_detail.html#run-live", context)
-        if not run.is_active:
-            # Tell htmx to stop polling, and refresh the page once so the finished state's actions appear.
-            response.status_code = HttpResponseStopPolling.status_code
-            response["HX-Refresh"] = "true"
-        return response
+        return polled_fragment(request, "models_registry/run_detail.html#run-live", context,
+                               settled=not run.is_active)
     return render(request, "models_registry/run_detail.html", context)
 
 

@@ -9,10 +9,10 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseStopPolling
 
 from mlopsportal.lib.forms import form_errors_text
 from mlopsportal.lib.pdf import PdfUnavailable, html_to_pdf
+from mlopsportal.lib.polling import polled_fragment
 from mlopsportal.lib.queue import QueueUnavailable
 from mlopsportal.lib.refusals import in_words
 from models_registry.models import ModelVersion
@@ -99,11 +99,9 @@ def promotion_detail(request, pk):
                              and request.user.has_perm("deployments.approve_promotion")
                              and request.user.pk != promotion.requested_by_id)
     if live:
-        response = render(request, "deployments/promotion_detail.html#promotion-live", context)
-        if promotion.state != Promotion.State.RUNNING:  # done, or waiting for a person: the whole page once more
-            response.status_code = HttpResponseStopPolling.status_code
-            response["HX-Refresh"] = "true"
-        return response
+        # Done, or waiting for a person: settled.
+        return polled_fragment(request, "deployments/promotion_detail.html#promotion-live", context,
+                               settled=promotion.state != Promotion.State.RUNNING)
     return render(request, "deployments/promotion_detail.html", context)
 
 

@@ -7,12 +7,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseStopPolling
 
 from audit.services import audit_events_for
 from mlopsportal.backends import BackendError, get_backend
 from mlopsportal.lib.exports import csv_response
 from mlopsportal.lib.forms import form_errors_text
+from mlopsportal.lib.polling import polled_fragment
 from mlopsportal.lib.queue import QueueUnavailable
 from mlopsportal.lib.refusals import in_words
 from models_registry.models import ModelVersion
@@ -60,14 +60,11 @@ def endpoint_detail(request, name):
         deployments = list(selectors.endpoint_deployments(endpoint=endpoint))
         busy = selectors.endpoint_deployments_busy(deployments)
         pending = endpoint.traffic_pending()
-        response = render(request, "deployments/endpoint_detail.html#deployments-table",
-                          {"endpoint": endpoint, "deployments": deployments, "busy": busy,
-                           "traffic_pending": pending, "profile_now": endpoint.profile.serving_settings()})
-        if not busy and not pending:  # settled: stop polling, and show the whole page once more (traffic form,
-            # rollback)
-            response.status_code = HttpResponseStopPolling.status_code
-            response["HX-Refresh"] = "true"
-        return response
+        # Settled once nothing is starting or stopping and traffic is applied (then the traffic form and rollback).
+        return polled_fragment(request, "deployments/endpoint_detail.html#deployments-table",
+                               {"endpoint": endpoint, "deployments": deployments, "busy": busy,
+                                "traffic_pending": pending, "profile_now": endpoint.profile.serving_settings()},
+                               settled=not busy and not pending)
     return render(request, "deployments/endpoint_detail.html", _endpoint_context(request, endpoint))
 
 

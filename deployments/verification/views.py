@@ -6,9 +6,9 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseStopPolling
 
 from mlopsportal.lib.display import shown
+from mlopsportal.lib.polling import polled_fragment
 from mlopsportal.lib.queue import QueueUnavailable
 from mlopsportal.lib.refusals import in_words
 
@@ -98,11 +98,8 @@ def capacity_detail(request, pk):
     test = get_object_or_404(_tests(), pk=pk)
     context = capacity_context(request, test)
     if request.htmx and request.htmx.target == "capacity-live":
-        response = render(request, "deployments/capacity_detail.html#capacity-live", context)
-        if test.status != CapacityTest.Status.RUNNING:
-            response.status_code = HttpResponseStopPolling.status_code
-            response["HX-Refresh"] = "true"
-        return response
+        return polled_fragment(request, "deployments/capacity_detail.html#capacity-live", context,
+                               settled=test.status != CapacityTest.Status.RUNNING)
     return render(request, "deployments/capacity_detail.html", context)
 
 
