@@ -218,7 +218,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # A task that sat in a dead worker's prefetch buffer is redelivered after this long. It must be longer than the
     # longest task time limit (a stress shard: 3720 s), or a task still running is delivered a second time.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7200}
+    # Publishing tries to connect twice, 0.2 s apart (a broker restarting), then gives up: kombu's default kept
+    # retrying for the connect timeout with 2 s waits, so a page took 6 s to say the queue was down.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7200, "max_retries": 1, "interval_start": 0.2,
+                                       "interval_step": 0.2, "interval_max": 0.5}
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "mlops")
 # Publishing must fail fast when the broker is down, so the launch page can say so instead of hanging.
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
