@@ -11,20 +11,19 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from mlopsportal.backends import BackendError
-from mlopsportal.lib.problem_types import problem_type
+from mlopsportal.lib.problem_types import CONTENT_TYPE, problem_body
 from mlopsportal.lib.queue import QueueUnavailable
 from mlopsportal.lib.refusals import in_words
 
 log = logging.getLogger(__name__)
-PROBLEM_TYPE = "application/problem+json"
 
 
 def problem(status_code: int, title: str, detail: str, *, kind: str, errors: list[dict] | None = None,
             headers: dict | None = None) -> Response:
-    body = {"type": problem_type(kind), "title": title, "status": status_code, "detail": detail}
+    body = problem_body(status_code, kind, title, detail)
     if errors:
         body["errors"] = errors
-    return Response(body, status=status_code, content_type=PROBLEM_TYPE, headers=headers)
+    return Response(body, status=status_code, content_type=CONTENT_TYPE, headers=headers)
 
 
 def _flatten(detail, path: str = "") -> list[dict]:

@@ -1,7 +1,7 @@
 """How the schema (drf-spectacular) describes the API's two ways to authenticate."""
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
-from mlopsportal.lib.problem_types import PROBLEM_KINDS, TYPE_BASE
+from mlopsportal.lib.problem_types import PROBLEM_KINDS, problem_type
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
@@ -26,7 +26,7 @@ PROBLEM = {
     "type": "object", "required": ["type", "title", "status", "detail"],
     "description": "RFC 9457 problem details.",
     "properties": {
-        "type": {"type": "string", "enum": [TYPE_BASE + kind for kind in PROBLEM_KINDS],
+        "type": {"type": "string", "enum": [problem_type(kind) for kind in PROBLEM_KINDS],
                  "description": "The kind of problem, a tag URI: `tag:mlops-portal,2026:problem:<kind>`."},
         "title": {"type": "string"}, "status": {"type": "integer"},
         "detail": {"type": "string"},

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.http import Http404, JsonResponse
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -31,7 +31,7 @@ from deployments.promotions import services as promotion_services
 from deployments.serving import releases
 from deployments.serving import services as serving_services
 from mlopsportal.backends import get_backend
-from mlopsportal.lib.problem_types import problem_type
+from mlopsportal.lib.problem_types import problem_json
 from models_registry import services as registry_services
 from models_registry.downloads import artifact_file_response
 from models_registry.models import ModelVersion, RegisteredModel, TrainingRun
@@ -40,7 +40,6 @@ from . import serializers as s
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
 from .idempotency import idempotent
 from .models import ApiToken
-from .problems import PROBLEM_TYPE
 
 IDEMPOTENCY = OpenApiParameter(IDEMPOTENCY_HEADER, OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
                                description="The same key again (from the same user) returns the first answer and "
@@ -615,5 +614,4 @@ class AuditList(PortalListView):
 
 
 def not_found(request, *args, **kwargs):
-    return JsonResponse({"type": problem_type("not-found"), "title": "Not found", "status": 404,
-                         "detail": "There is no such API route."}, status=404, content_type=PROBLEM_TYPE)
+    return problem_json(404, "not-found", "Not found", "There is no such API route.")
