@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from whitenoise.compress import Compressor
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -57,7 +58,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "django.contrib.staticfiles",
+    "mlopsportal.lib.staticfiles.StaticFiles",  # django.contrib.staticfiles, without ReDoc
     "django.contrib.humanize",
     "django_htmx",
     "template_partials",
@@ -159,8 +160,10 @@ STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", DATA_DIR / "staticfiles"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "mlopsportal.lib.staticfiles.HashedCompressedStorage"},
 }
+# Source maps are read only by a browser's developer tools: served as they are, not compressed.
+WHITENOISE_SKIP_COMPRESS_EXTENSIONS = (*Compressor.SKIP_COMPRESS_EXTENSIONS, "map")
 
 # The cache holds sessions (written through to the database) and each user's permissions. It must be shared by all
 # web processes: Redis when REDIS_CACHE_URL is set, otherwise files under the data folder (one machine).
