@@ -338,6 +338,8 @@ MLOPS_CAPACITY_LEASE_GRACE_SECONDS = int(os.environ.get("MLOPS_CAPACITY_LEASE_GR
 MLOPS_WEBHOOK_RETRIES = env_int("MLOPS_WEBHOOK_RETRIES", 6)
 MLOPS_WEBHOOK_BACKOFF_SECONDS = float(os.environ.get("MLOPS_WEBHOOK_BACKOFF_SECONDS", "10"))
 MLOPS_WEBHOOK_ALLOW_PRIVATE = env_bool("MLOPS_WEBHOOK_ALLOW_PRIVATE", False)
+# How long one attempt waits for the receiver; a worker that died mid-attempt is taken over after 3× this.
+MLOPS_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("MLOPS_WEBHOOK_TIMEOUT_SECONDS", "10"))
 
 # The REST API (/api/v1/, README "API for pipelines"): bearer tokens, or the portal session for the docs page.
 MLOPS_API_RATE = os.environ.get("MLOPS_API_RATE", "600/min")  # per token; DRF's rate format

@@ -24,7 +24,6 @@ from .signing import sign
 
 log = logging.getLogger(__name__)
 DELIVER = "webhooks.tasks.delivery_send"
-TIMEOUT_SECONDS = 10
 
 
 def emit(event: str, data: dict) -> int:
@@ -63,13 +62,13 @@ def delivery_send(*, delivery_id: int) -> str:
             return "gone"
         # Taken: beat's resume leaves it alone while this attempt runs (at most the timeout).
         Delivery.objects.filter(pk=delivery.pk).update(
-            next_attempt_at=timezone.now() + timedelta(seconds=TIMEOUT_SECONDS * 3))
+            next_attempt_at=timezone.now() + timedelta(seconds=settings.MLOPS_WEBHOOK_TIMEOUT_SECONDS * 3))
     subscription, body = delivery.subscription, _body(delivery)
     started, code, error, refused = time.monotonic(), None, "", False
     try:
         check_url(subscription.url)
         stamp = int(time.time())
-        response = requests.post(subscription.url, data=body, timeout=TIMEOUT_SECONDS, allow_redirects=False,
+        response = requests.post(subscription.url, data=body, timeout=settings.MLOPS_WEBHOOK_TIMEOUT_SECONDS, allow_redirects=False,
                                  headers={"Content-Type": "application/json", "User-Agent": "mlops-portal-webhook",
                                           "X-MLOps-Event": delivery.event, "X-MLOps-Delivery": delivery.payload["id"],
                                           "X-MLOps-Timestamp": str(stamp),

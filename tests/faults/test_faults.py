@@ -162,6 +162,7 @@ def portal(tmp_path_factory):
         "MLOPS_PROMOTION_LEASE_SECONDS": "20", "MLOPS_TRAINING_STALE_SECONDS": "10", "MLOPS_PROMOTION_STEP_RETRIES": "6",
         "MLOPS_DEPLOY_POLL_SECONDS": "0.5", "MLOPS_TRAINING_POLL_SECONDS": "0.5", "PYTHONUNBUFFERED": "1",
         "MLOPS_WEBHOOK_ALLOW_PRIVATE": "1",  # the suite's webhook receiver is on 127.0.0.1
+        "MLOPS_WEBHOOK_TIMEOUT_SECONDS": "3",  # a delivery held by a killed worker is taken over after 9 s
     })
     portal = Portal(ROOT, data, env, dsn, web, router)
     log = ROOT / "test-artifacts" / "faults-portal.log"
