@@ -15,6 +15,8 @@ from django.db import connection
 
 from accounts import roles
 from mlopsportal.backends import get_backend
+from mlopsportal.backends.fake import FakeBackend
+from mlopsportal.backends.fake import reset as fake_reset
 from tests.fakeaml.fixtures import fake_aml  # noqa: F401 - the fixture
 from workspaces.models import AzureMLWorkspace
 
@@ -192,6 +194,18 @@ def _fresh_cache():
     cache.clear()
     yield
 
+
+
+# --- the in-memory backend ----------------------------------------------------------------------------------------
+@pytest.fixture
+def fake(settings):
+    """This process on the in-memory fake backend (mlopsportal/backends/fake.py), emptied before and after: for
+    pipeline and service tests that need no real processes. Jobs and deployments finish at their first poll."""
+    fake_reset()
+    settings.MLOPS_BACKEND = "fake"
+    FakeBackend.configure(training_polls=0, deployment_polls=0)
+    yield FakeBackend()
+    fake_reset()
 
 
 # --- the azureml backend, through the real azure-ai-ml SDK, against the fake Azure ML ------------------------------

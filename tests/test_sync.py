@@ -5,7 +5,7 @@ import pytest
 from deployments.models import Deployment, Endpoint
 from mlopsportal import examples
 from mlopsportal.backends.base import ServingSpec
-from mlopsportal.backends.fake import FakeBackend, reset
+from mlopsportal.backends.fake import FakeBackend
 from models_registry.models import ModelVersion
 from workspaces import sync
 from workspaces.models import AzureMLWorkspace
@@ -14,12 +14,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def fake(settings):
-    reset()
-    settings.MLOPS_BACKEND = "fake"
-    FakeBackend.configure(training_polls=0, deployment_polls=0, platform_serves=True)
-    yield FakeBackend()
-    reset()
+def fake(fake):
+    FakeBackend.configure(platform_serves=True)
+    return fake
 
 
 def made_outside(backend, *, deployment_polls=0):
