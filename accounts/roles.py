@@ -1,4 +1,5 @@
 """The three roles of the portal, as Django groups, and the permissions each one carries."""
+from django.apps import apps
 from django.contrib.auth.models import Group, Permission
 
 from .backends import cached_user_facts
@@ -42,7 +43,11 @@ def _perms(codes):
             yield perm
 
 
-def ensure_role_groups(**kwargs) -> None:
+def ensure_role_groups(app_config=None, **kwargs) -> None:
+    """After a migrate (or a test's flush), Django sends post_migrate once per app, and each app's permissions are
+    made by its own. The groups are set once, at the last app's: every permission exists by then."""
+    if app_config is not None and app_config is not _last_app_with_models():
+        return
     view_perms = list(
         Permission.objects.filter(content_type__app_label__in=READABLE_APPS, codename__startswith="view_")
     )
@@ -55,6 +60,10 @@ def ensure_role_groups(**kwargs) -> None:
     admin, _ = Group.objects.get_or_create(name=ADMIN)
     never = {code.split(".")[1] for code in NEVER_GRANTED}
     admin.permissions.set(Permission.objects.exclude(content_type__app_label="audit", codename__in=never))
+
+
+def _last_app_with_models():
+    return [config for config in apps.get_app_configs() if config.models_module is not None][-1]
 
 
 def user_roles(user) -> set[str]:
