@@ -8,7 +8,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends libpango-1.0-0 
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
-RUN DJANGO_SECRET_KEY=collectstatic-only DJANGO_STATIC_ROOT=/app/staticfiles python manage.py collectstatic --noinput -v 0
+RUN DJANGO_SECRET_KEY=collectstatic-only DJANGO_STATIC_ROOT=/app/staticfiles python manage.py collectstatic --noinput -v 0 --ignore redoc
 ENV DJANGO_STATIC_ROOT=/app/staticfiles
 RUN useradd --create-home portal && mkdir -p /data && chown portal /data
 USER portal

@@ -135,7 +135,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     ensure_venv("requirements.txt")
     say("applying migrations")
     manage("migrate", "--noinput", "-v", "0")
-    manage("collectstatic", "--noinput", "-v", "0")
+    # drf-spectacular's sidecar ships ReDoc too; the portal's API docs are Swagger UI only.
+    manage("collectstatic", "--noinput", "-v", "0", "--ignore", "redoc")
     manage("demo_setup", "--password-file", str(demo_password_file()))
     data_dir = Path(os.environ.get("MLOPS_DATA_DIR", ROOT / "var")).resolve()
     (data_dir / "log").mkdir(parents=True, exist_ok=True)

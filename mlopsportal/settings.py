@@ -58,7 +58,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "mlopsportal.lib.staticfiles.StaticFiles",  # django.contrib.staticfiles, without ReDoc
+    "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
     "template_partials",

@@ -5,13 +5,7 @@ bundles and their source maps), and it was done again on every start although no
 says what the file holds, so a hashed file that already has its .gz or .br beside it is not compressed again; only
 hashed files are kept, so every compressed file is one of those.
 """
-from django.contrib.staticfiles.apps import StaticFilesConfig
 from whitenoise.storage import CompressedManifestStaticFilesStorage
-
-
-class StaticFiles(StaticFilesConfig):
-    # drf-spectacular's sidecar ships ReDoc too; the portal's API docs are Swagger UI only.
-    ignore_patterns = [*StaticFilesConfig.ignore_patterns, "redoc"]
 
 
 class HashedCompressedStorage(CompressedManifestStaticFilesStorage):
