@@ -3,6 +3,7 @@ the azureml backend against the fake Azure ML of tests/fakeaml."""
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from accounts import roles
 from mlopsportal.backends import get_backend
 from mlopsportal.backends.fake import FakeBackend
 from mlopsportal.backends.fake import reset as fake_reset
+from mlopsportal.celery import app as celery_app
 from tests.fakeaml.fixtures import fake_aml  # noqa: F401 - the fixture
 from workspaces.models import AzureMLWorkspace
 
@@ -98,8 +100,9 @@ class CeleryProcess:
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url(),
                "DATABASE_CONN_MAX_AGE": "0", **(extra_env or {})}
         if kind == "worker":
+            self.nodename = f"test-{time.monotonic_ns()}@{socket.gethostname()}"
             args = ["worker", "--concurrency", "2", "--without-mingle", "--without-gossip", "--without-heartbeat",
-                    "--queues", settings.CELERY_TASK_DEFAULT_QUEUE, "--hostname", f"test-{time.monotonic_ns()}@%h"]
+                    "--queues", settings.CELERY_TASK_DEFAULT_QUEUE, "--hostname", self.nodename]
             ready = b" ready."
         else:
             args = ["beat", "--pidfile", "", "--schedule", str(log_path.with_suffix(".schedule"))]
@@ -170,9 +173,79 @@ def start_worker(start_celery):
     return lambda **extra_env: start_celery("worker", **extra_env)
 
 
+class SharedWorker:
+    """One plain worker for every test that asks for `worker` (no extra environment, never killed), instead of a new
+    one per test: a start and a warm stop cost about 2.5 s. Between tests it takes nothing from the queue (tests that
+    start workers of their own have the queue to themselves), and a test ends only once the worker holds nothing of
+    it: what is queued is purged, what waits for its countdown is revoked, and what runs is waited for. This needs
+    Celery's remote control, so only on Redis; on the filesystem broker each test has a worker of its own."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir, self.process, self.started = log_dir, None, 0
+
+    def open(self) -> int:
+        """Start taking tasks for a test; the log's length now, so a failed test prints only its own part."""
+        if self.process is None or self.process.process.poll() is not None:
+            self.started += 1
+            self.process = CeleryProcess(self.log_dir / f"shared-worker-{self.started}.log")
+            self.name = self.process.nodename
+        else:
+            answer = celery_app.control.add_consumer(settings.CELERY_TASK_DEFAULT_QUEUE, destination=[self.name],
+                                              reply=True, timeout=10)
+            assert answer, f"the shared worker did not answer add_consumer:\n{self.tail(0)}"
+        return self.process.log_path.stat().st_size
+
+    def close(self) -> None:
+        queue = settings.CELERY_TASK_DEFAULT_QUEUE
+        celery_app.control.cancel_consumer(queue, destination=[self.name], reply=True, timeout=10)
+        inspect = celery_app.control.inspect(destination=[self.name], timeout=5)
+        deadline = time.monotonic() + 120
+        while True:
+            waiting = [task["request"]["id"] for task in (inspect.scheduled() or {}).get(self.name, [])]
+            waiting += [task["id"] for task in (inspect.reserved() or {}).get(self.name, [])]
+            if waiting:
+                celery_app.control.revoke(waiting, destination=[self.name])
+            running = (inspect.active() or {}).get(self.name, [])
+            celery_app.control.purge()  # what the last running tasks queued
+            if not running:
+                return
+            if time.monotonic() > deadline:
+                self.process.stop()  # it will not finish: the next test gets a new one
+                self.process = None
+                raise AssertionError(f"the shared worker still runs {running} two minutes after its test ended")
+            time.sleep(0.1)
+
+    def tail(self, offset: int, lines: int = 80) -> str:
+        with open(self.process.log_path, "rb") as log:
+            log.seek(offset)
+            return "\n".join(log.read().decode(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+@pytest.fixture(scope="session")
+def _shared_worker(tmp_path_factory):
+    shared = SharedWorker(tmp_path_factory.mktemp("shared-worker"))
+    yield shared
+    shared.stop()
+
+
 @pytest.fixture
-def worker(start_worker):
-    return start_worker()
+def worker(request, transactional_db, _shared_worker, start_worker):
+    """A real worker for this test, with the test settings' environment."""
+    if not settings.CELERY_BROKER_URL.startswith("redis"):
+        yield start_worker()
+        return
+    offset = _shared_worker.open()
+    yield _shared_worker.process
+    try:
+        _shared_worker.close()
+    finally:
+        report = getattr(request.node, "report_call", None)
+        if report is not None and report.failed and _shared_worker.process is not None:
+            print(f"\n----- shared worker (last 80 lines of this test's part) -----\n{_shared_worker.tail(offset)}")
 
 
 def wait_for(predicate, timeout: float = 60, interval: float = 0.25, message: str = "condition"):

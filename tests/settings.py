@@ -37,3 +37,5 @@ _fake_azure_dns.install_from_env()
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins; tests only
 # Tests serve static files from the source folders; the hashed manifest exists only after collectstatic.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+# Workers the tests start forget cached content type ids before each task (tests/worker_hooks.py).
+CELERY_IMPORTS = ("tests.worker_hooks",)
