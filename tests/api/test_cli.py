@@ -57,6 +57,11 @@ def test_train_promote_approve_fail_and_retry_through_the_cli(live_server, worke
     args = ("promote", "titanic:1", "--to", "titanic-prod", "--stress-profile", "steady", "--reason",
             "release 1.0", "--idempotency-key", "release-1.0")
     waiting = cli_started(base, engineer_token, *args, "--wait", "--poll", "1", "--timeout", "500")
+    progress = []
+    for line in waiting.stderr:  # approve only once the CLI has said it waits (it polls each second)
+        progress.append(line)
+        if "awaiting approval" in line:
+            break
     promotion = wait_for(lambda: Promotion.objects.filter(state=Promotion.State.AWAITING_APPROVAL).first(),
                          timeout=300, message="the promotion to wait for approval")
     retried = cli(base, engineer_token, *args)
@@ -68,6 +73,7 @@ def test_train_promote_approve_fail_and_retry_through_the_cli(live_server, worke
     approved = cli(base, manager_token, "decide", str(promotion.pk), "approve", "--comment", "tests are green")
     assert approved.returncode == 0, approved.stderr
     out, err = waiting.communicate(timeout=400)
+    err = "".join(progress) + err
     assert waiting.returncode == 0, err
     assert json.loads(out)["outcome"] == "succeeded"
     assert "awaiting approval" in err  # progress on stderr
